@@ -1,0 +1,46 @@
+/** The one body API hooks see, whatever the storage (inline bytes or a spool file). */
+import { createReadStream } from 'node:fs';
+import { access, readFile, rename, writeFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import type { MessageBody } from './types.ts';
+
+export class StoredBody implements MessageBody {
+  private written: Promise<string> | undefined;
+
+  /**
+   * @param inline the stored bytes when the body is inline (undefined: a spooled file)
+   * @param textFile the spool file, or where an inline body is written out on first `path()`
+   */
+  constructor(
+    private readonly inline: Buffer | undefined,
+    readonly size: number,
+    private readonly textFile: string,
+  ) {}
+
+  stream(): Readable {
+    return this.inline ? Readable.from([this.inline], { objectMode: false }) : createReadStream(this.textFile);
+  }
+
+  async buffer(): Promise<Buffer> {
+    return this.inline ?? readFile(this.textFile);
+  }
+
+  path(): Promise<string> {
+    if (!this.inline) return Promise.resolve(this.textFile);
+    this.written ??= writeOut(this.textFile, this.inline);
+    return this.written;
+  }
+}
+
+/** Writes an inline body to its text file once (a cache of LMDB's copy: no fsync needed). */
+async function writeOut(file: string, bytes: Buffer): Promise<string> {
+  try {
+    await access(file);
+    return file;
+  } catch {
+    const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    await writeFile(tmp, bytes, { flag: 'wx' });
+    await rename(tmp, file);
+    return file;
+  }
+}

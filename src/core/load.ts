@@ -1,0 +1,32 @@
+/** Loads a receiver module (default export: a Receiver subclass) — the same way in every thread. */
+import { isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Receiver } from './receiver.ts';
+import type { ReceiverConfig } from './types.ts';
+
+export async function loadReceiverClass(path: string | undefined): Promise<typeof Receiver> {
+  if (!path) return Receiver;
+  const file = isAbsolute(path) ? path : resolve(path);
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+  } catch (err) {
+    throw new Error(`receiver module ${file} could not be loaded: ${(err as Error).message}`, { cause: err });
+  }
+  if (!Receiver.isReceiverClass(mod.default)) {
+    throw new Error(`receiver module ${file} must default-export a subclass of Receiver (from 'smtp-receive')`);
+  }
+  return mod.default;
+}
+
+export async function createReceiver(path: string | undefined, config: ReceiverConfig): Promise<Receiver> {
+  const Cls = await loadReceiverClass(path);
+  const receiver = new Cls();
+  receiver.config = config;
+  return receiver;
+}
+
+/** True when `receiver` overrides `hook` (so a round trip to a worker can be skipped when it does not). */
+export function overrides(receiver: Receiver, hook: keyof Receiver): boolean {
+  return receiver[hook] !== Receiver.prototype[hook];
+}

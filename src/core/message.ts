@@ -1,0 +1,23 @@
+/** The message object hooks receive: the seed's fields plus `log`. */
+import { log } from './log.ts';
+import type { MessageFields, MessageSnapshot } from './types.ts';
+
+export interface Message extends MessageFields {
+  [field: string]: unknown;
+}
+
+export class Message {
+  constructor(snapshot: MessageSnapshot) {
+    Object.assign(this, snapshot);
+  }
+
+  /** The seed's `$message->log($text, $args)`: a printf-style line in the log, tagged with the id. */
+  log(text: string, ...args: unknown[]): void {
+    log.info(`${this.id}: ${text}`, ...args);
+  }
+
+  /** Plain data: every own field, for storage or a thread boundary. */
+  toSnapshot(): MessageSnapshot {
+    return { ...this } as MessageSnapshot;
+  }
+}

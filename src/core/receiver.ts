@@ -1,0 +1,79 @@
+/**
+ * The Receiver: subclass it and override only the hooks you care about.
+ * Every hook has a safe default. A receiver module default-exports a subclass;
+ * the daemon loads it on the main thread and in every worker.
+ */
+import type { Message } from './message.ts';
+import { Replies } from './reply.ts';
+import type {
+  ClientInfo, MailFromVerdict, MessageBody, RcptVerdict, ReceiverConfig, SessionInfo,
+} from './types.ts';
+
+const BRAND = Symbol.for('smtp-receive.Receiver');
+
+export class Receiver {
+  static readonly [BRAND] = true;
+
+  /** Set by the framework before `prestart`. */
+  config: ReceiverConfig = { domains: ['localhost'], queueDir: './queue', hostname: 'localhost' };
+
+  /** Main thread, per connection. Throw a reply to refuse (554, or 421 for "try later"). */
+  async checkAccess(_client: ClientInfo): Promise<void> {}
+
+  /** Main thread, MAIL FROM. Return/throw a reply to refuse; `address` is '' for `<>`. */
+  async checkMailFrom(_address: string, _session: SessionInfo): Promise<MailFromVerdict> {}
+
+  /** Main thread, RCPT TO. Accept only the local domains: no open relay by default. */
+  async checkRcptTo(address: string, _session: SessionInfo): Promise<RcptVerdict> {
+    const at = address.lastIndexOf('@');
+    if (at < 0) return address.toLowerCase() === 'postmaster' ? undefined : Replies.relayingDenied;
+    const domain = address.slice(at + 1).toLowerCase();
+    return this.config.domains.includes(domain) ? undefined : Replies.relayingDenied;
+  }
+
+  /** Worker, after DATA and before the 250. Throw a reply to reject the message. */
+  async predeliver(_message: Message, _body: MessageBody): Promise<void> {}
+
+  /** Worker, from the queue. Throw to retry later (the error is kept as `message.error`). */
+  async deliver(_message: Message): Promise<void> {
+    throw new Error('deliver() is not implemented by this receiver; the message stays queued');
+  }
+
+  /** Worker or CLI. With a recipient: delivered to that one? Without: fully delivered? */
+  async isDelivered(_message: Message, _recipient?: string): Promise<boolean> {
+    return false;
+  }
+
+  /** Main thread, once, before listening. */
+  async prestart(_config: ReceiverConfig): Promise<void> {}
+
+  /** Where the queue lives (the `--queue` flag overrides it). */
+  queueDirectory(): string {
+    return './queue';
+  }
+
+  /** Largest message accepted, in bytes (552 5.3.4 beyond it). */
+  maxDataLength(): number {
+    return 20_000_000;
+  }
+
+  /** Most recipients per message (452 4.5.3 beyond it). */
+  maxRecipients(): number {
+    return 10_000;
+  }
+
+  /** Prepend `X-Envelope-To:` headers (then `Bcc:` is not blind). */
+  addEnvelope(): boolean {
+    return false;
+  }
+
+  /** Log to syslog instead of stderr. */
+  doSyslog(): boolean {
+    return false;
+  }
+
+  /** Brand check across module copies: is `cls` a Receiver subclass? */
+  static isReceiverClass(cls: unknown): cls is typeof Receiver {
+    return typeof cls === 'function' && (cls as unknown as Record<symbol, unknown>)[BRAND] === true;
+  }
+}

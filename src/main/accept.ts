@@ -1,0 +1,91 @@
+/**
+ * End of the envelope, DATA to 250: stream the body (inline or spool file),
+ * run predeliver in a worker, make the body durable, commit the record to LMDB
+ * and wait for the flush — only then answer `250 2.0.0 Ok: queued as <ID>`.
+ */
+import { unlink } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import type { SMTPServerSession } from 'smtp-server';
+import { traceHeaders } from '../core/headers.ts';
+import { newId } from '../core/id.ts';
+import { log } from '../core/log.ts';
+import { Replies, SmtpReply, queuedReply, toServerError } from '../core/reply.ts';
+import { spoolPath } from '../core/spool.ts';
+import type { QueueRecord } from '../core/store.ts';
+import type { MessageSnapshot } from '../core/types.ts';
+import { clients, replyFor, transactions, type Context } from './context.ts';
+import { receiveData } from './data-sink.ts';
+
+type Done = (err: Error | null, message?: string) => void;
+
+/** Storage trouble (disk full, LMDB map full) is "try later", never a lost message. */
+function storageReply(err: unknown, where: string): SmtpReply {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const text = String((err as Error | undefined)?.message ?? err);
+  if (code === 'ENOSPC' || code === 'EDQUOT' || /MDB_MAP_FULL|No space left/i.test(text)) {
+    log.error('%s: out of storage: %s', where, text);
+    return Replies.insufficientStorage;
+  }
+  return replyFor(err, where);
+}
+
+export function onData(ctx: Context) {
+  return (stream: Readable, session: SMTPServerSession, done: Done): void => {
+    accept(ctx, stream, session).then(
+      (reply) => (reply.code === 250 ? done(null, reply.line) : done(toServerError(reply))),
+      (err) => done(toServerError(replyFor(err, 'DATA'))),
+    );
+  };
+}
+
+async function accept(ctx: Context, stream: Readable, session: SMTPServerSession): Promise<SmtpReply> {
+  const client = clients.get(session)!;
+  const to = [...new Set(transactions.get(session.envelope)?.to ?? [])];
+  const id = newId();
+  const time = Date.now();
+  const textFile = spoolPath(ctx.queueDir, id);
+  const helo = session.hostNameAppearsAs || '';
+  const header = traceHeaders({
+    id, helo, peerAddr: client.remoteAddress, peerHost: client.peerHost, ident: client.ident,
+    hostname: ctx.opts.hostname, protocol: session.openingCommand === 'HELO' ? 'SMTP' : 'ESMTP',
+    to, envelope: ctx.addEnvelope, time: new Date(time),
+  });
+  const data = await receiveData(stream, {
+    header, inlineMax: ctx.opts.inlineMax, maxSize: ctx.maxDataLength, spoolFile: textFile,
+  });
+  if (data.kind === 'too-big') return Replies.messageTooBig;
+  if (data.kind === 'failed') return storageReply(data.error, `DATA ${id}`);
+
+  const mailFrom = session.envelope.mailFrom;
+  const message: MessageSnapshot = {
+    id, peerAddr: client.remoteAddress, peerHost: client.peerHost, ident: client.ident, helo,
+    mimeType: session.envelope.bodyType === '8bitmime' ? '8BITMIME' : '7BIT',
+    from: mailFrom ? mailFrom.address : '', to, time, textFile, size: data.size,
+  };
+  const inline = data.kind === 'inline' ? data.body : undefined;
+  // the spool file's directory entry becomes durable while predeliver runs
+  const durable = inline ? undefined : ctx.spoolSync.sync();
+  durable?.catch(() => {}); // awaited below; a failure here must not go unhandled meanwhile
+
+  const discard = (): Promise<void> => (inline ? Promise.resolve() : unlink(textFile).catch(() => {}));
+  if (ctx.hooks.predeliver) {
+    const result = await ctx.pool.run({ kind: 'predeliver', message, inline }, ctx.opts.predeliverTimeout);
+    if (!result.ok) {
+      await discard();
+      if (result.internal) log.error('predeliver %s failed: %s', id, result.error);
+      return SmtpReply.fromData(result.reply);
+    }
+  }
+  const record: QueueRecord = {
+    v: 1, msg: message, state: 'queued', storage: inline ? 'inline' : 'file', attempts: 0, nextAttempt: time,
+  };
+  try {
+    await durable;
+    await ctx.store.enqueue(record, inline);
+  } catch (err) {
+    await discard();
+    return storageReply(err, `queue ${id}`);
+  }
+  if (log.enabled('debug')) log.debug('%s: queued from=<%s> to=%d size=%d client=%s', id, message.from, to.length, data.size, client.remoteAddress);
+  return queuedReply(id);
+}

@@ -1,0 +1,156 @@
+/**
+ * The `smtp-receive` command. `serve` runs the receiver; later subcommands
+ * (runqueue, showqueue, queue operations) live in their own modules.
+ */
+import { parseArgs } from 'node:util';
+import { log } from '../core/log.ts';
+import { OptionError, type ServeOptions } from './options.ts';
+import { startServer } from './server.ts';
+
+const USAGE = `Usage: smtp-receive serve [RECEIVER] [options]
+
+Receive mail over SMTP into a durable queue. RECEIVER is a module that
+default-exports a Receiver subclass (default: the built-in receiver, which
+accepts mail for the local domains and keeps it queued).
+
+Options:
+  --receiver FILE          receiver module (same as the RECEIVER argument)
+  --listen HOST:PORT       address to listen on (default 127.0.0.1:2525; [::1]:2525 for IPv6)
+  --queue DIR              queue directory (default: the receiver's queueDirectory(), ./queue)
+  --domain NAME            a local domain to accept mail for; repeat for more (default localhost)
+  --hostname NAME          name in the greeting and Received headers (default: this host's name)
+  --greet-pause MS         wait MS before the greeting; a client that talks first is refused (default 0)
+  --no-reverse-dns         do not look up client host names
+  --dns-timeout MS         time limit of a reverse lookup (default 1000, at most 1500)
+  --ident                  ask the client's identd (RFC 1413) for the user name
+  --ident-timeout MS       time limit of an ident query (default 1000)
+  --inline-max BYTES       largest message stored inside LMDB rather than a spool file (default 131072)
+  --hook-timeout MS        time limit of checkAccess/checkMailFrom/checkRcptTo (default 10000)
+  --predeliver-timeout MS  time limit of predeliver (default 30000)
+  --workers N              worker threads for hooks (default: number of CPUs)
+  --worker-queue N         hook tasks that may wait for a worker; beyond it 451 4.3.2 (default 256)
+  --max-clients N          most concurrent connections (default 1000)
+  -h, --help               show this help
+`;
+
+class UsageError extends Error {}
+
+function num(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${flag}: expected a whole number, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+export function parseListen(v: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[3]) > 65535) throw new UsageError(`--listen: expected HOST:PORT (e.g. 127.0.0.1:2525 or [::1]:2525), got ${JSON.stringify(v)}`);
+  return { host: m[1] ?? m[2]!, port: Number(m[3]) };
+}
+
+export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        receiver: { type: 'string' }, listen: { type: 'string' }, queue: { type: 'string' },
+        domain: { type: 'string', multiple: true }, hostname: { type: 'string' },
+        'greet-pause': { type: 'string' }, 'no-reverse-dns': { type: 'boolean' }, 'dns-timeout': { type: 'string' },
+        ident: { type: 'boolean' }, 'ident-timeout': { type: 'string' }, 'inline-max': { type: 'string' },
+        'hook-timeout': { type: 'string' }, 'predeliver-timeout': { type: 'string' },
+        workers: { type: 'string' }, 'worker-queue': { type: 'string' }, 'max-clients': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values: v, positionals } = parsed;
+  if (v.help) return 'help';
+  if (positionals.length > 1) throw new UsageError(`serve takes one receiver module, got ${positionals.length} arguments`);
+  if (positionals.length === 1 && v.receiver) throw new UsageError('give the receiver either as an argument or with --receiver, not both');
+  const listen = v.listen ? parseListen(v.listen) : undefined;
+  return {
+    receiverPath: v.receiver ?? positionals[0],
+    host: listen?.host,
+    port: listen?.port,
+    queueDir: v.queue,
+    domains: v.domain,
+    hostname: v.hostname,
+    greetPause: num('greet-pause', v['greet-pause']),
+    reverseDns: v['no-reverse-dns'] ? false : undefined,
+    dnsTimeout: num('dns-timeout', v['dns-timeout']),
+    ident: v.ident,
+    identTimeout: num('ident-timeout', v['ident-timeout']),
+    inlineMax: num('inline-max', v['inline-max']),
+    hookTimeout: num('hook-timeout', v['hook-timeout']),
+    predeliverTimeout: num('predeliver-timeout', v['predeliver-timeout']),
+    workers: num('workers', v.workers),
+    workerQueue: num('worker-queue', v['worker-queue']),
+    maxClients: num('max-clients', v['max-clients']),
+  };
+}
+
+/** Option names in errors from resolveOptions → the flag a CLI user typed. */
+const FLAG: Record<string, string> = {
+  port: 'listen', host: 'listen', domains: 'domain', greetPause: 'greet-pause', dnsTimeout: 'dns-timeout',
+  identTimeout: 'ident-timeout', inlineMax: 'inline-max', hookTimeout: 'hook-timeout',
+  predeliverTimeout: 'predeliver-timeout', workerQueue: 'worker-queue', maxClients: 'max-clients',
+};
+
+async function serve(argv: string[]): Promise<void> {
+  const options = parseServeArgs(argv);
+  if (options === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const server = await startServer(options);
+  process.stdout.write(`smtp-receive: listening on ${server.host}:${server.port}, queue ${server.queueDir}\n`);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info('%s: stopping', signal);
+    server.close().then(() => process.exit(0), (err: Error) => {
+      log.error('stopping failed: %s', err.stack);
+      process.exit(1);
+    });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === 'serve') {
+      await serve(rest);
+      return -1; // keeps running
+    }
+    if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    }
+    throw new UsageError(`unknown command ${JSON.stringify(command)} (try: smtp-receive serve --help)`);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`smtp-receive: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof OptionError) {
+      process.stderr.write(`smtp-receive: --${FLAG[err.option] ?? err.option}: ${err.message.replace(/^option \S+: /, '')}\n`);
+      return 2;
+    }
+    process.stderr.write(`smtp-receive: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+const isEntry = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'));
+if (isEntry) {
+  main(process.argv.slice(2)).then((code) => {
+    if (code >= 0) process.exitCode = code;
+  });
+}

@@ -1,0 +1,91 @@
+/** Options of `serve`: one typed object, checked once at start-up with errors that name the option. */
+import { hostname as osHostname } from 'node:os';
+
+export interface ServeOptions {
+  /** Receiver module (default-exports a Receiver subclass). @default the built-in receiver */
+  receiverPath?: string;
+  /** Address to listen on. @default '127.0.0.1' */
+  host?: string;
+  /** Port to listen on (0: any free port). @default 2525 */
+  port?: number;
+  /** Queue directory; overrides the receiver's queueDirectory(). */
+  queueDir?: string;
+  /** Local domains the default checkRcptTo accepts. @default ['localhost'] */
+  domains?: string[];
+  /** Name in the greeting and Received headers. @default os.hostname() */
+  hostname?: string;
+  /** Pause before the 220 greeting, in ms; an early talker during it is refused. 0: no pause. @default 0 */
+  greetPause?: number;
+  /** Look up the client's name (PTR), bounded by dnsTimeout. @default true */
+  reverseDns?: boolean;
+  /** Time limit of a reverse lookup in ms (at most 1500, smtp-server's own cap). @default 1000 */
+  dnsTimeout?: number;
+  /** Ask the client's identd (RFC 1413) for the user name. @default false */
+  ident?: boolean;
+  /** Time limit of an ident query in ms. @default 1000 */
+  identTimeout?: number;
+  /** Port of the client's identd (RFC 1413 says 113; tests use another). @default 113 */
+  identPort?: number;
+  /** Largest stored message kept inside LMDB instead of a spool file, in bytes. @default 131072 */
+  inlineMax?: number;
+  /** Time limit of main-thread hooks (checkAccess, checkMailFrom, checkRcptTo), ms. @default 10000 */
+  hookTimeout?: number;
+  /** Time limit of predeliver, ms; a late worker is terminated. @default 30000 */
+  predeliverTimeout?: number;
+  /** Worker threads. @default os.availableParallelism() */
+  workers?: number;
+  /** Tasks that may wait for a worker; beyond it DATA gets 451 4.3.2. @default 256 */
+  workerQueue?: number;
+  /** Most concurrent connections; more get 421. @default 1000 */
+  maxClients?: number;
+  /** Idle time before a session is dropped, ms. @default 60000 */
+  socketTimeout?: number;
+}
+
+export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'queueDir' | 'workers'>>
+  & Pick<ServeOptions, 'receiverPath' | 'queueDir' | 'workers'>;
+
+export class OptionError extends Error {
+  constructor(readonly option: string, message: string) {
+    super(`option ${option}: ${message}`);
+    this.name = 'OptionError';
+  }
+}
+
+function int(name: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new OptionError(name, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+const DOMAIN = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+export function resolveOptions(o: ServeOptions): ResolvedOptions {
+  const domains = (o.domains ?? ['localhost']).map((d) => d.toLowerCase().replace(/\.$/, ''));
+  for (const d of domains) if (!DOMAIN.test(d)) throw new OptionError('domains', `${JSON.stringify(d)} is not a domain name`);
+  if (domains.length === 0) throw new OptionError('domains', 'at least one local domain is needed');
+  const hostname = o.hostname ?? osHostname();
+  if (!/^[A-Za-z0-9.-]{1,253}$/.test(hostname)) throw new OptionError('hostname', `${JSON.stringify(hostname)} is not a host name`);
+  return {
+    receiverPath: o.receiverPath,
+    queueDir: o.queueDir,
+    host: o.host ?? '127.0.0.1',
+    port: int('port', o.port ?? 2525, 0, 65535),
+    domains,
+    hostname,
+    greetPause: int('greetPause', o.greetPause ?? 0, 0, 300_000),
+    reverseDns: o.reverseDns ?? true,
+    dnsTimeout: int('dnsTimeout', o.dnsTimeout ?? 1000, 1, 1500),
+    ident: o.ident ?? false,
+    identTimeout: int('identTimeout', o.identTimeout ?? 1000, 1, 60_000),
+    identPort: int('identPort', o.identPort ?? 113, 1, 65535),
+    inlineMax: int('inlineMax', o.inlineMax ?? 128 * 1024, 0, 64 * 1024 * 1024),
+    hookTimeout: int('hookTimeout', o.hookTimeout ?? 10_000, 1),
+    predeliverTimeout: int('predeliverTimeout', o.predeliverTimeout ?? 30_000, 1),
+    workers: o.workers === undefined ? undefined : int('workers', o.workers, 1, 256),
+    workerQueue: int('workerQueue', o.workerQueue ?? 256, 0),
+    maxClients: int('maxClients', o.maxClients ?? 1000, 1),
+    socketTimeout: int('socketTimeout', o.socketTimeout ?? 60_000, 1000),
+  };
+}

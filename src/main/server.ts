@@ -1,0 +1,121 @@
+/** The receiving daemon: wires receiver, queue store, worker pool and smtp-server together. */
+import { resolve } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { createReceiver, overrides } from '../core/load.ts';
+import { log } from '../core/log.ts';
+import type { Receiver } from '../core/receiver.ts';
+import { DirSyncer, ensureSpool, removeOrphans, spoolDir } from '../core/spool.ts';
+import { QueueStore } from '../core/store.ts';
+import { onData } from './accept.ts';
+import type { Context } from './context.ts';
+import { reverseResolver } from './lookup.ts';
+import { resolveOptions, type ResolvedOptions, type ServeOptions } from './options.ts';
+import { WorkerPool } from './pool.ts';
+import { onConnect, onMailFrom, onRcptTo } from './session.ts';
+
+export interface RunningServer {
+  host: string;
+  port: number;
+  queueDir: string;
+  store: QueueStore;
+  receiver: Receiver;
+  options: ResolvedOptions;
+  /** Stops accepting, ends sessions, closes the pool and the queue. */
+  close(): Promise<void>;
+}
+
+function assertPatched(): void {
+  // The greeting pause and enhanced-code handling come from patches/smtp-server+*.patch (patch-package).
+  if ((SMTPServer as unknown as { smtpReceivePatch?: number }).smtpReceivePatch !== 1) {
+    throw new Error('smtp-server is not patched: run `npm ci` (its postinstall runs patch-package) or `npx patch-package`');
+  }
+}
+
+export async function startServer(options: ServeOptions = {}): Promise<RunningServer> {
+  assertPatched();
+  const opts = resolveOptions(options);
+  const receiverPath = opts.receiverPath ? resolve(opts.receiverPath) : undefined;
+  const receiver = await createReceiver(receiverPath, { domains: opts.domains, queueDir: '', hostname: opts.hostname });
+  const queueDir = resolve(opts.queueDir ?? receiver.queueDirectory());
+  receiver.config = { ...receiver.config, queueDir };
+
+  await ensureSpool(queueDir);
+  const store = await QueueStore.open(queueDir);
+  const removed = await removeOrphans(queueDir, (id) => store.has(id));
+  if (removed) log.info('start-up: removed %d spool file(s) left without a record', removed);
+  await receiver.prestart(receiver.config);
+
+  const pool = new WorkerPool(
+    { receiverPath, queueDir, domains: opts.domains, hostname: opts.hostname },
+    { size: opts.workers, maxQueue: opts.workerQueue },
+  );
+  const ctx: Context = {
+    receiver, opts, queueDir, store, pool,
+    spoolSync: new DirSyncer(spoolDir(queueDir)),
+    maxRecipients: receiver.maxRecipients(),
+    maxDataLength: receiver.maxDataLength(),
+    addEnvelope: receiver.addEnvelope(),
+    hooks: {
+      checkAccess: overrides(receiver, 'checkAccess'),
+      checkMailFrom: overrides(receiver, 'checkMailFrom'),
+      checkRcptTo: overrides(receiver, 'checkRcptTo'),
+      predeliver: overrides(receiver, 'predeliver'),
+    },
+  };
+
+  const smtpOptions: SMTPServerOptions & { earlyTalkerDelay: number } = {
+    name: opts.hostname,
+    banner: 'smtp-receive',
+    logger: false,
+    disabledCommands: ['AUTH', 'STARTTLS'],
+    hideSTARTTLS: true,
+    hideENHANCEDSTATUSCODES: false,
+    size: ctx.maxDataLength,
+    maxClients: opts.maxClients,
+    socketTimeout: opts.socketTimeout,
+    closeTimeout: 5000,
+    earlyTalkerDelay: opts.greetPause,
+    disableReverseLookup: !opts.reverseDns,
+    resolver: reverseResolver(opts.dnsTimeout) as unknown as SMTPServerOptions['resolver'],
+    onConnect: onConnect(ctx),
+    onMailFrom: onMailFrom(ctx),
+    onRcptTo: onRcptTo(ctx),
+    onData: onData(ctx),
+  };
+  const smtp = new SMTPServer(smtpOptions);
+  smtp.on('error', (err) => log.warn('smtp: %s', err.message));
+
+  await new Promise<void>((ok, fail) => {
+    smtp.server.once('error', fail);
+    smtp.listen(opts.port, opts.host, () => {
+      smtp.server.off('error', fail);
+      ok();
+    });
+  }).catch(async (err: Error) => {
+    await pool.close();
+    await store.close();
+    throw new Error(`cannot listen on ${opts.host}:${opts.port}: ${err.message}`, { cause: err });
+  });
+  const address = smtp.server.address() as AddressInfo;
+  log.info('listening on %s:%d, queue %s', address.address, address.port, queueDir);
+
+  let closing: Promise<void> | undefined;
+  return {
+    host: address.address,
+    port: address.port,
+    queueDir,
+    store,
+    receiver,
+    options: opts,
+    close() {
+      closing ??= (async () => {
+        await new Promise<void>((done) => smtp.close(() => done()));
+        await pool.close();
+        await ctx.spoolSync.close();
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}

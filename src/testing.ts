@@ -1,0 +1,29 @@
+/**
+ * A harness for users' own tests: a receiver on 127.0.0.1, a free port and a
+ * temporary queue, and a stop() that removes the queue again.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer, type RunningServer } from './main/server.ts';
+import type { ServeOptions } from './main/options.ts';
+
+export interface TestServer extends RunningServer {
+  /** Stops the server and deletes its temporary queue (unless `keepQueue`). */
+  stop(): Promise<void>;
+}
+
+export async function startTestServer(options: ServeOptions & { keepQueue?: boolean } = {}): Promise<TestServer> {
+  const { keepQueue, ...rest } = options;
+  const queueDir = rest.queueDir ?? await mkdtemp(join(tmpdir(), 'smtp-receive-test-'));
+  const server = await startServer({
+    host: '127.0.0.1', port: 0, reverseDns: false, hostname: 'test.invalid', workers: 1, ...rest, queueDir,
+  });
+  return {
+    ...server,
+    async stop() {
+      await server.close();
+      if (!keepQueue && !rest.queueDir) await rm(queueDir, { recursive: true, force: true });
+    },
+  };
+}
