@@ -3,6 +3,10 @@ import { log } from './log.ts';
 import type { MessageFields, MessageSnapshot } from './types.ts';
 
 export interface Message extends MessageFields {
+  /** During deliver: the recipients not yet known to be delivered (not persisted). */
+  undelivered?: string[];
+  /** During deliver/expired: the attempts made before this one (not persisted). */
+  attempts?: number;
   [field: string]: unknown;
 }
 

@@ -34,14 +34,26 @@ export class Receiver {
   /** Worker, after DATA and before the 250. Throw a reply to reject the message. */
   async predeliver(_message: Message, _body: MessageBody): Promise<void> {}
 
-  /** Worker, from the queue. Throw to retry later (the error is kept as `message.error`). */
-  async deliver(_message: Message): Promise<void> {
+  /**
+   * Worker, from the queue. Throw to retry later (the error is kept as `message.error`).
+   * Fields you set on `message` (and changes to `message.to`) persist to the next attempt.
+   * `message.undelivered` lists the recipients not yet known to be delivered.
+   */
+  async deliver(_message: Message, _body: MessageBody): Promise<void> {
     throw new Error('deliver() is not implemented by this receiver; the message stays queued');
   }
 
-  /** Worker or CLI. With a recipient: delivered to that one? Without: fully delivered? */
+  /**
+   * Worker or CLI. With a recipient: delivered to that one? Without: fully delivered?
+   * Not overridden: a deliver() that returns without throwing delivered the message.
+   */
   async isDelivered(_message: Message, _recipient?: string): Promise<boolean> {
     return false;
+  }
+
+  /** Worker, once, when a message outlives the queue lifetime and goes on hold. */
+  async expired(message: Message): Promise<void> {
+    message.log('expired after %d attempts, now on hold: %s', message.attempts, message.error ?? 'no error recorded');
   }
 
   /** Main thread, once, before listening. */

@@ -17,6 +17,12 @@ export const SCHEMA_VERSION = 1;
 
 export type QueueState = 'queued' | 'hold';
 
+/** A delivery claim: who is delivering the message, until when (then it expires). */
+export interface Lease {
+  owner: string;
+  until: number;
+}
+
 /** One queued message. Version 1 of the record schema. */
 export interface QueueRecord {
   v: 1;
@@ -28,6 +34,19 @@ export interface QueueRecord {
   attempts: number;
   /** When the next delivery attempt is due, ms since the epoch. */
   nextAttempt: number;
+  /** Recipients known to be delivered (by an earlier attempt's isDelivered). */
+  delivered?: string[];
+  /** Set while a runner delivers the message. */
+  lease?: Lease;
+}
+
+/**
+ * The due-index key of a record: when a runner should look at it next.
+ * A leased message is due when its lease expires; a held one is not in the index.
+ */
+export function dueAt(r: QueueRecord): number | undefined {
+  if (r.state === 'hold') return undefined;
+  return r.lease ? Math.max(r.lease.until, r.nextAttempt) : r.nextAttempt;
 }
 
 export interface StoreOptions {
@@ -76,13 +95,33 @@ export class QueueStore {
     const id = record.msg.id;
     const committed = this.messages.put(id, record) as CommitPromise;
     if (inlineBody) this.bodies.put(id, inlineBody);
-    this.due.put([record.nextAttempt, id], null);
+    const due = dueAt(record);
+    if (due !== undefined) this.due.put([due, id], null);
     if (!(await committed)) throw new Error(`queue: message ${id} was not written`);
     await (committed.flushed ?? this.root.flushed);
   }
 
+  /** Remembers which receiver module `serve` runs, for `runqueue`/`showqueue` to find. */
+  async recordReceiver(path: string | undefined): Promise<void> {
+    await this.root.put('receiver', path ?? null);
+  }
+
+  recordedReceiver(): string | undefined {
+    return (this.root.get('receiver') as string | null | undefined) ?? undefined;
+  }
+
   get(id: string): QueueRecord | undefined {
     return this.messages.get(id);
+  }
+
+  /**
+   * Moves reads to the latest committed state. lmdb-js renews its read snapshot
+   * after its own writes; changes made by another thread or process (a worker
+   * reading what the main thread committed, a daemon seeing `flush` from the
+   * CLI) need this first.
+   */
+  refresh(): void {
+    this.root.resetReadTxn();
   }
 
   /** The inline body of a message, or undefined when it is spooled (or gone). */
@@ -104,16 +143,60 @@ export class QueueStore {
     return this.messages.getCount();
   }
 
+  /**
+   * Runs `change` on a record atomically (an LMDB write transaction: exclusive
+   * across threads and processes) and keeps the due index in step. `change`
+   * returns the new record, `null` to delete the message, or `undefined` to
+   * leave it. Resolves once the change is flushed, with what `change` returned.
+   */
+  async update(id: string, change: (r: QueueRecord) => QueueRecord | null | undefined): Promise<QueueRecord | null | undefined> {
+    const result = await this.root.transaction(() => this.updateSync(id, change));
+    await this.root.flushed;
+    return result;
+  }
+
+  /** Inside a transaction: the same as `update` without waiting. */
+  updateSync(id: string, change: (r: QueueRecord) => QueueRecord | null | undefined): QueueRecord | null | undefined {
+    const before = this.messages.get(id);
+    if (!before) return undefined;
+    const after = change(before);
+    if (after === undefined) return undefined;
+    const oldDue = dueAt(before);
+    if (oldDue !== undefined) this.due.remove([oldDue, id]);
+    if (after === null) {
+      this.messages.remove(id);
+      this.bodies.remove(id);
+      return null;
+    }
+    this.messages.put(id, after);
+    const newDue = dueAt(after);
+    if (newDue !== undefined) this.due.put([newDue, id], null);
+    return after;
+  }
+
+  /** Runs several record changes in one transaction (one commit, one flush). */
+  async batch<T>(work: () => T): Promise<T> {
+    const result = await this.root.transaction(work);
+    await this.root.flushed;
+    return result;
+  }
+
+  /** Ids due at or before `now`, earliest first; reads only the index. */
+  dueIds(now: number, limit: number): string[] {
+    const out: string[] = [];
+    for (const [, id] of this.due.getKeys({ end: [now, '\uffff'], limit })) out.push(id);
+    return out;
+  }
+
+  /** When the earliest indexed message is due (undefined: nothing is). */
+  nextDue(): number | undefined {
+    for (const [at] of this.due.getKeys({ limit: 1 })) return at;
+    return undefined;
+  }
+
   /** Removes a message's record, inline body and index entry (durably). */
   async remove(id: string): Promise<boolean> {
-    const record = this.messages.get(id);
-    if (!record) return false;
-    const done = this.messages.remove(id) as CommitPromise;
-    this.bodies.remove(id);
-    this.due.remove([record.nextAttempt, id]);
-    await done;
-    await (done.flushed ?? this.root.flushed);
-    return true;
+    return (await this.update(id, () => null)) === null;
   }
 
   async close(): Promise<void> {

@@ -22,10 +22,52 @@ export interface PredeliverTask {
   inline?: Uint8Array;
 }
 
-export type Task = PredeliverTask;
-
-export type TaskResult =
+export type PredeliverResult =
   | { ok: true }
   | { ok: false; reply: ReplyData; internal: false }
   /** The hook failed: `error` (with its stack) is for the log only. */
   | { ok: false; reply: ReplyData; internal: true; error: string };
+
+export interface DeliverTask {
+  kind: 'deliver';
+  message: MessageSnapshot;
+  /** Inline bodies are read from LMDB by the worker itself. */
+  storage: 'inline' | 'file';
+  /** Recipients already known to be delivered. */
+  delivered: string[];
+  /** Attempts before this one. */
+  attempts: number;
+}
+
+export interface DeliverResult {
+  ok: true;
+  /** isDelivered(message) said yes (or deliver returned without throwing, when isDelivered is not overridden). */
+  done: boolean;
+  /** The message fields after the attempt (deliver may add or change them, `to` included). */
+  message: MessageSnapshot;
+  /** Recipients known to be delivered after the attempt. */
+  delivered: string[];
+  /** What deliver threw, for `message.error`. */
+  error?: string;
+}
+
+export interface ExpiredTask {
+  kind: 'expired';
+  message: MessageSnapshot;
+}
+
+export type Task = PredeliverTask | DeliverTask | ExpiredTask;
+
+/** What each task answers. */
+export interface ResultOf {
+  predeliver: PredeliverResult;
+  deliver: DeliverResult | { ok: false; error: string };
+  expired: { ok: true } | { ok: false; error: string };
+}
+
+/** The pool could not run the task: full queue, time limit, or the worker died. */
+export interface PoolFailure {
+  ok: false;
+  pool: 'busy' | 'timeout' | 'crashed';
+  error: string;
+}

@@ -15,6 +15,7 @@ import type { QueueRecord } from '../core/store.ts';
 import type { MessageSnapshot } from '../core/types.ts';
 import { clients, replyFor, transactions, type Context } from './context.ts';
 import { receiveData } from './data-sink.ts';
+import { isPoolFailure } from './pool.ts';
 
 type Done = (err: Error | null, message?: string) => void;
 
@@ -72,6 +73,11 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
     const result = await ctx.pool.run({ kind: 'predeliver', message, inline }, ctx.opts.predeliverTimeout);
     if (!result.ok) {
       await discard();
+      if (isPoolFailure(result)) {
+        if (result.pool === 'busy') return Replies.busy;
+        log.error('predeliver %s failed: %s', id, result.error);
+        return Replies.localError;
+      }
       if (result.internal) log.error('predeliver %s failed: %s', id, result.error);
       return SmtpReply.fromData(result.reply);
     }
@@ -79,13 +85,18 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
   const record: QueueRecord = {
     v: 1, msg: message, state: 'queued', storage: inline ? 'inline' : 'file', attempts: 0, nextAttempt: time,
   };
+  // the first delivery attempt starts at once when the runner has room: the record is written already leased
+  const lease = ctx.opts.immediate ? ctx.runner?.reserve() : undefined;
+  if (lease) record.lease = lease;
   try {
     await durable;
     await ctx.store.enqueue(record, inline);
   } catch (err) {
+    if (lease) ctx.runner!.cancel();
     await discard();
     return storageReply(err, `queue ${id}`);
   }
+  if (lease) ctx.runner!.enqueued(record);
   if (log.enabled('debug')) log.debug('%s: queued from=<%s> to=%d size=%d client=%s', id, message.from, to.length, data.size, client.remoteAddress);
   return queuedReply(id);
 }

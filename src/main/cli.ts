@@ -6,8 +6,10 @@ import { parseArgs } from 'node:util';
 import { log } from '../core/log.ts';
 import { OptionError, type ServeOptions } from './options.ts';
 import { startServer } from './server.ts';
+import { RunqueueUsageError, runqueue } from './runqueue.ts';
 
 const USAGE = `Usage: smtp-receive serve [RECEIVER] [options]
+       smtp-receive runqueue [--receiver FILE] [--queue DIR] [ids...]   (runqueue --help)
 
 Receive mail over SMTP into a durable queue. RECEIVER is a module that
 default-exports a Receiver subclass (default: the built-in receiver, which
@@ -30,6 +32,12 @@ Options:
   --workers N              worker threads for hooks (default: number of CPUs)
   --worker-queue N         hook tasks that may wait for a worker; beyond it 451 4.3.2 (default 256)
   --max-clients N          most concurrent connections (default 1000)
+  --no-runner              do not deliver from this process (leave it to runqueue)
+  --queue-only             no delivery attempt right after the 250; the runner finds the message
+  --deliver-timeout MS     time limit of one deliver (default 300000)
+  --retry-min MS           first retry delay (default 300000)
+  --retry-max MS           longest retry delay (default 4000000)
+  --max-lifetime MS        queue lifetime before a message goes on hold (default 432000000, 5 days)
   -h, --help               show this help
 `;
 
@@ -61,6 +69,8 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
         ident: { type: 'boolean' }, 'ident-timeout': { type: 'string' }, 'inline-max': { type: 'string' },
         'hook-timeout': { type: 'string' }, 'predeliver-timeout': { type: 'string' },
         workers: { type: 'string' }, 'worker-queue': { type: 'string' }, 'max-clients': { type: 'string' },
+        'no-runner': { type: 'boolean' }, 'queue-only': { type: 'boolean' }, 'deliver-timeout': { type: 'string' },
+        'retry-min': { type: 'string' }, 'retry-max': { type: 'string' }, 'max-lifetime': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -90,6 +100,12 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     workers: num('workers', v.workers),
     workerQueue: num('worker-queue', v['worker-queue']),
     maxClients: num('max-clients', v['max-clients']),
+    runner: v['no-runner'] ? false : undefined,
+    immediate: v['queue-only'] ? false : undefined,
+    deliverTimeout: num('deliver-timeout', v['deliver-timeout']),
+    retryMin: num('retry-min', v['retry-min']),
+    retryMax: num('retry-max', v['retry-max']),
+    maxLifetime: num('max-lifetime', v['max-lifetime']),
   };
 }
 
@@ -98,6 +114,7 @@ const FLAG: Record<string, string> = {
   port: 'listen', host: 'listen', domains: 'domain', greetPause: 'greet-pause', dnsTimeout: 'dns-timeout',
   identTimeout: 'ident-timeout', inlineMax: 'inline-max', hookTimeout: 'hook-timeout',
   predeliverTimeout: 'predeliver-timeout', workerQueue: 'worker-queue', maxClients: 'max-clients',
+  deliverTimeout: 'deliver-timeout', retryMin: 'retry-min', retryMax: 'retry-max', maxLifetime: 'max-lifetime',
 };
 
 async function serve(argv: string[]): Promise<void> {
@@ -129,13 +146,14 @@ export async function main(argv: string[]): Promise<number> {
       await serve(rest);
       return -1; // keeps running
     }
+    if (command === 'runqueue') return await runqueue(rest);
     if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
     }
     throw new UsageError(`unknown command ${JSON.stringify(command)} (try: smtp-receive serve --help)`);
   } catch (err) {
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof RunqueueUsageError) {
       process.stderr.write(`smtp-receive: ${err.message}\n`);
       return 2;
     }

@@ -8,6 +8,7 @@ import type { QueueStore } from '../core/store.ts';
 import type { ClientInfo } from '../core/types.ts';
 import type { ResolvedOptions } from './options.ts';
 import type { WorkerPool } from './pool.ts';
+import type { QueueRunner } from './runner.ts';
 
 export interface Context {
   receiver: Receiver;
@@ -15,6 +16,8 @@ export interface Context {
   queueDir: string;
   store: QueueStore;
   pool: WorkerPool;
+  /** Present when this process delivers (the receiver has deliver()). */
+  runner: QueueRunner | undefined;
   spoolSync: DirSyncer;
   maxRecipients: number;
   maxDataLength: number;

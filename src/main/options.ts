@@ -40,6 +40,20 @@ export interface ServeOptions {
   maxClients?: number;
   /** Idle time before a session is dropped, ms. @default 60000 */
   socketTimeout?: number;
+  /** Run the queue runner in this process (needs a receiver with deliver()). @default true */
+  runner?: boolean;
+  /** First delivery attempt right after the 250 (else at the runner's next look). @default true */
+  immediate?: boolean;
+  /** First retry delay, ms. @default 300000 */
+  retryMin?: number;
+  /** Longest retry delay, ms. @default 4000000 */
+  retryMax?: number;
+  /** Queue lifetime before a message goes on hold, ms. @default 432000000 (5 days) */
+  maxLifetime?: number;
+  /** Time limit of one deliver, ms. @default 300000 */
+  deliverTimeout?: number;
+  /** How often the runner looks for messages made due by other processes, ms. @default 5000 */
+  pollInterval?: number;
 }
 
 export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'queueDir' | 'workers'>>
@@ -87,5 +101,12 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     workerQueue: int('workerQueue', o.workerQueue ?? 256, 0),
     maxClients: int('maxClients', o.maxClients ?? 1000, 1),
     socketTimeout: int('socketTimeout', o.socketTimeout ?? 60_000, 1000),
+    runner: o.runner ?? true,
+    immediate: o.immediate ?? true,
+    retryMin: int('retryMin', o.retryMin ?? 300_000, 0),
+    retryMax: int('retryMax', o.retryMax ?? 4_000_000, 0),
+    maxLifetime: int('maxLifetime', o.maxLifetime ?? 5 * 24 * 3600_000, 0),
+    deliverTimeout: int('deliverTimeout', o.deliverTimeout ?? 300_000, 1),
+    pollInterval: int('pollInterval', o.pollInterval ?? 5000, 10),
   };
 }

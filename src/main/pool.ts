@@ -5,8 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
-import { Replies } from '../core/reply.ts';
-import type { Task, TaskResult, WorkerSetup } from '../core/tasks.ts';
+import type { PoolFailure, ResultOf, Task, WorkerSetup } from '../core/tasks.ts';
 
 export interface PoolOptions {
   /** Worker threads, fixed (minThreads = maxThreads). @default os.availableParallelism() */
@@ -15,23 +14,20 @@ export interface PoolOptions {
   maxQueue?: number;
 }
 
-// The worker entry next to this module: worker.ts under tsx, worker.js once built.
-const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-const WORKER = new URL(`../workers/worker${ext}`, import.meta.url).href;
-
-function internal(error: string, reply = Replies.localError): TaskResult {
-  return { ok: false, reply: reply.toData(), internal: true, error };
-}
+// The worker entry: worker.js once built; from the TypeScript sources, a bootstrap that loads tsx first.
+const fromSources = import.meta.url.endsWith('.ts');
+const WORKER = new URL(fromSources ? '../workers/dev-entry.mjs' : '../workers/worker.js', import.meta.url).href;
 
 export class WorkerPool {
-  private readonly pool: Piscina<Task, TaskResult>;
+  private readonly pool: Piscina<Task, unknown>;
+  readonly size: number;
 
   constructor(setup: WorkerSetup, options: PoolOptions = {}) {
-    const size = options.size ?? availableParallelism();
-    this.pool = new Piscina<Task, TaskResult>({
+    this.size = options.size ?? availableParallelism();
+    this.pool = new Piscina<Task, unknown>({
       filename: WORKER,
-      minThreads: size,
-      maxThreads: size,
+      minThreads: this.size,
+      maxThreads: this.size,
       // a fixed pool: with Piscina's defaults idle threads are torn down and re-created
       idleTimeout: 2 ** 31 - 1,
       maxQueue: options.maxQueue ?? 256,
@@ -42,20 +38,25 @@ export class WorkerPool {
   }
 
   /** Runs a task within `timeoutMs`; a late task's worker is terminated (and replaced). */
-  async run(task: Task, timeoutMs: number, transferList?: ArrayBuffer[]): Promise<TaskResult> {
-    if (this.pool.queueSize >= this.pool.options.maxQueue) return { ok: false, reply: Replies.busy.toData(), internal: false };
+  async run<T extends Task>(task: T, timeoutMs: number): Promise<ResultOf[T['kind']] | PoolFailure> {
+    if (this.pool.queueSize >= this.pool.options.maxQueue) {
+      return { ok: false, pool: 'busy', error: 'worker queue is full' };
+    }
     try {
-      return await this.pool.run(task, { signal: AbortSignal.timeout(timeoutMs), transferList });
+      return (await this.pool.run(task, { signal: AbortSignal.timeout(timeoutMs) })) as ResultOf[T['kind']];
     } catch (err) {
       const e = err as Error;
-      if (e.name === 'AbortError' || e.name === 'TimeoutError') return internal(`${task.kind} ran past its time limit of ${timeoutMs} ms`);
-      if (/queue is at limit|No task queue available/i.test(e.message)) {
-        return { ok: false, reply: Replies.busy.toData(), internal: false };
+      if (e.name === 'AbortError' || e.name === 'TimeoutError') {
+        return { ok: false, pool: 'timeout', error: `${task.kind} ran past its time limit of ${timeoutMs} ms` };
       }
-      return internal(`${task.kind} worker failed: ${e.stack ?? e.message}`);
+      if (/queue is at limit|No task queue available/i.test(e.message)) {
+        return { ok: false, pool: 'busy', error: 'worker queue is full' };
+      }
+      return { ok: false, pool: 'crashed', error: `${task.kind} worker failed: ${e.stack ?? e.message}` };
     }
   }
 
+  /** Tasks waiting for a worker. */
   get queueSize(): number {
     return this.pool.queueSize;
   }
@@ -63,4 +64,8 @@ export class WorkerPool {
   async close(): Promise<void> {
     await this.pool.close({ force: true });
   }
+}
+
+export function isPoolFailure(r: { ok: boolean }): r is PoolFailure {
+  return !r.ok && 'pool' in r;
 }

@@ -12,6 +12,7 @@ import type { Context } from './context.ts';
 import { reverseResolver } from './lookup.ts';
 import { resolveOptions, type ResolvedOptions, type ServeOptions } from './options.ts';
 import { WorkerPool } from './pool.ts';
+import { QueueRunner } from './runner.ts';
 import { onConnect, onMailFrom, onRcptTo } from './session.ts';
 
 export interface RunningServer {
@@ -21,6 +22,8 @@ export interface RunningServer {
   store: QueueStore;
   receiver: Receiver;
   options: ResolvedOptions;
+  /** The queue runner, when this process delivers. */
+  runner: QueueRunner | undefined;
   /** Stops accepting, ends sessions, closes the pool and the queue. */
   close(): Promise<void>;
 }
@@ -50,8 +53,18 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     { receiverPath, queueDir, domains: opts.domains, hostname: opts.hostname },
     { size: opts.workers, maxQueue: opts.workerQueue },
   );
+  await store.recordReceiver(receiverPath);
+  let runner: QueueRunner | undefined;
+  if (opts.runner && overrides(receiver, 'deliver')) {
+    runner = new QueueRunner(store, pool, {
+      retry: { minDelay: opts.retryMin, maxDelay: opts.retryMax, maxLifetime: opts.maxLifetime },
+      deliverTimeout: opts.deliverTimeout, pollInterval: opts.pollInterval,
+    });
+  } else if (opts.runner) {
+    log.info('the receiver has no deliver(): messages stay queued (see runqueue)');
+  }
   const ctx: Context = {
-    receiver, opts, queueDir, store, pool,
+    receiver, opts, queueDir, store, pool, runner,
     spoolSync: new DirSyncer(spoolDir(queueDir)),
     maxRecipients: receiver.maxRecipients(),
     maxDataLength: receiver.maxDataLength(),
@@ -97,6 +110,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     await store.close();
     throw new Error(`cannot listen on ${opts.host}:${opts.port}: ${err.message}`, { cause: err });
   });
+  runner?.start();
   const address = smtp.server.address() as AddressInfo;
   log.info('listening on %s:%d, queue %s', address.address, address.port, queueDir);
 
@@ -108,9 +122,11 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     store,
     receiver,
     options: opts,
+    runner,
     close() {
       closing ??= (async () => {
         await new Promise<void>((done) => smtp.close(() => done()));
+        await runner?.stop();
         await pool.close();
         await ctx.spoolSync.close();
         await store.close();

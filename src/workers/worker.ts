@@ -7,30 +7,53 @@ import { StoredBody } from '../core/body.ts';
 import { createReceiver } from '../core/load.ts';
 import { Message } from '../core/message.ts';
 import { toReply } from '../core/reply.ts';
-import type { PredeliverTask, Task, TaskResult, WorkerSetup } from '../core/tasks.ts';
+import { QueueStore } from '../core/store.ts';
+import type { PredeliverResult, PredeliverTask, ResultOf, Task, WorkerSetup } from '../core/tasks.ts';
+import { deliverOnce } from './deliver.ts';
 
 const setup = workerData as WorkerSetup;
 const receiver = await createReceiver(setup.receiverPath, {
   domains: setup.domains, queueDir: setup.queueDir, hostname: setup.hostname,
 });
 
-async function predeliver(task: PredeliverTask): Promise<TaskResult> {
-  const message = new Message(task.message);
-  const inline = task.inline ? Buffer.from(task.inline.buffer, task.inline.byteOffset, task.inline.byteLength) : undefined;
-  await receiver.predeliver(message, new StoredBody(inline, message.size, message.textFile));
-  return { ok: true };
+// lmdb-js opens the same environment in every thread; opened on first need
+let store: Promise<QueueStore> | undefined;
+const openStore = (): Promise<QueueStore> => (store ??= QueueStore.open(setup.queueDir));
+
+function stackOf(thrown: unknown): string {
+  return thrown instanceof Error ? (thrown.stack ?? thrown.message) : String(thrown);
 }
 
-export default async function run(task: Task): Promise<TaskResult> {
+async function predeliver(task: PredeliverTask): Promise<PredeliverResult> {
   try {
-    switch (task.kind) {
-      case 'predeliver':
-        return await predeliver(task);
-    }
+    const message = new Message(task.message);
+    const inline = task.inline ? Buffer.from(task.inline.buffer, task.inline.byteOffset, task.inline.byteLength) : undefined;
+    await receiver.predeliver(message, new StoredBody(inline, message.size, message.textFile));
+    return { ok: true };
   } catch (thrown) {
     const { reply, internal } = toReply(thrown);
     if (!internal) return { ok: false, reply: reply.toData(), internal: false };
-    const error = thrown instanceof Error ? (thrown.stack ?? thrown.message) : String(thrown);
-    return { ok: false, reply: reply.toData(), internal: true, error };
+    return { ok: false, reply: reply.toData(), internal: true, error: stackOf(thrown) };
+  }
+}
+
+export default async function run(task: Task): Promise<ResultOf[Task['kind']]> {
+  switch (task.kind) {
+    case 'predeliver':
+      return predeliver(task);
+    case 'deliver': {
+      try {
+        return await deliverOnce(receiver, await openStore(), task);
+      } catch (thrown) {
+        return { ok: false, error: stackOf(thrown) };
+      }
+    }
+    case 'expired':
+      try {
+        await receiver.expired(new Message(task.message));
+        return { ok: true };
+      } catch (thrown) {
+        return { ok: false, error: stackOf(thrown) };
+      }
   }
 }

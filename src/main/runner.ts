@@ -1,0 +1,237 @@
+/**
+ * The queue runner: finds due messages through the LMDB due index, leases them
+ * (an atomic claim with an expiry, so two runners — the daemon's and a cron
+ * `runqueue` — never deliver one message at the same time), runs `deliver` in
+ * the worker pool, and records the outcome: delivered → record and file gone;
+ * not yet → fields persisted and the next attempt scheduled with backoff;
+ * too old → on hold, and the `expired` hook runs.
+ */
+import { unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { log } from '../core/log.ts';
+import { DEFAULT_RETRY, isExpired, retryDelay, type RetryPolicy } from '../core/schedule.ts';
+import { dueAt, type Lease, type QueueRecord, type QueueStore } from '../core/store.ts';
+import { isPoolFailure, type WorkerPool } from './pool.ts';
+
+export interface RunnerOptions {
+  retry?: Partial<RetryPolicy>;
+  /** Time limit of one deliver, ms; a late worker is terminated. @default 300000 */
+  deliverTimeout?: number;
+  /** How long a claim holds, ms. @default deliverTimeout + 60000 */
+  leaseMs?: number;
+  /** Deliveries in flight at once. @default the pool's size */
+  concurrency?: number;
+  /** The daemon looks for due messages (e.g. made due by `flush` from another process) at least this often, ms. @default 5000 */
+  pollInterval?: number;
+  /** Injectable clock (ms since the epoch). */
+  now?: () => number;
+  /** Injectable randomness for the retry jitter. */
+  random?: () => number;
+}
+
+export interface RunSummary {
+  attempted: number;
+  delivered: number;
+  deferred: number;
+  held: number;
+  /** Not attempted: leased by another runner, on hold, or gone. */
+  skipped: number;
+}
+
+export class QueueRunner {
+  readonly owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  private readonly retry: RetryPolicy;
+  private readonly deliverTimeout: number;
+  private readonly leaseMs: number;
+  private readonly concurrency: number;
+  private readonly pollInterval: number;
+  readonly now: () => number;
+  private readonly random: () => number;
+  private readonly active = new Set<string>();
+  private reserved = 0;
+  private pumping = false;
+  private running = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly idle: Array<() => void> = [];
+  private readonly slots: Array<() => void> = [];
+  readonly totals: RunSummary = { attempted: 0, delivered: 0, deferred: 0, held: 0, skipped: 0 };
+
+  constructor(private readonly store: QueueStore, private readonly pool: WorkerPool, o: RunnerOptions = {}) {
+    this.retry = { ...DEFAULT_RETRY, ...o.retry };
+    this.deliverTimeout = o.deliverTimeout ?? 300_000;
+    this.leaseMs = o.leaseMs ?? this.deliverTimeout + 60_000;
+    this.concurrency = o.concurrency ?? pool.size;
+    this.pollInterval = o.pollInterval ?? 5000;
+    this.now = o.now ?? Date.now;
+    this.random = o.random ?? Math.random;
+  }
+
+  /** Daemon mode: keep delivering due messages until stop(). */
+  start(): void {
+    this.running = true;
+    this.pump();
+  }
+
+  /** Stops looking for work and waits for deliveries in flight. */
+  async stop(): Promise<void> {
+    this.running = false;
+    clearTimeout(this.timer);
+    await this.whenIdle();
+  }
+
+  private whenIdle(): Promise<void> {
+    if (this.active.size === 0 && this.reserved === 0 && !this.pumping) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  private settle(): void {
+    if (this.active.size === 0 && this.reserved === 0 && !this.pumping) for (const f of this.idle.splice(0)) f();
+  }
+
+  /**
+   * For a message about to be committed: a lease to write into its record when
+   * the runner can attempt it at once (then call `enqueued` or `cancel`).
+   */
+  reserve(): Lease | undefined {
+    if (!this.running || this.active.size + this.reserved >= this.concurrency) return undefined;
+    this.reserved++;
+    return { owner: this.owner, until: this.now() + this.leaseMs };
+  }
+
+  cancel(): void {
+    this.reserved--;
+    this.settle();
+  }
+
+  /** The record (with our lease) is committed: attempt it now, without re-reading it. */
+  enqueued(record: QueueRecord): void {
+    this.reserved--;
+    void this.attempt(record);
+  }
+
+  /** One pass (the `runqueue` command): all due messages, or the given ids whether due or not. */
+  async runOnce(ids?: string[]): Promise<RunSummary> {
+    const before = { ...this.totals };
+    if (ids) {
+      const claimed = await this.claim(ids, false);
+      this.totals.skipped += ids.length - claimed.length;
+      await Promise.all(claimed.map((r) => this.attempt(r)));
+    } else {
+      // bounded: every claimed or leased message leaves the due range, so pages shrink
+      for (let page = 0; page < 1_000_000; page++) {
+        const free = Math.max(1, this.concurrency - this.active.size);
+        this.store.refresh();
+        const due = this.store.dueIds(this.now(), free).filter((id) => !this.active.has(id));
+        if (due.length === 0) break;
+        const claimed = await this.claim(due, true);
+        this.totals.skipped += due.length - claimed.length;
+        if (claimed.length === 0) break;
+        for (const r of claimed) void this.attempt(r);
+        while (this.active.size >= this.concurrency) await new Promise<void>((r) => this.slots.push(r));
+      }
+      await this.whenIdle();
+    }
+    const t = this.totals;
+    return {
+      attempted: t.attempted - before.attempted, delivered: t.delivered - before.delivered,
+      deferred: t.deferred - before.deferred, held: t.held - before.held, skipped: t.skipped - before.skipped,
+    };
+  }
+
+  /** Claims messages atomically (one transaction); returns the records now leased to us. */
+  private async claim(ids: string[], dueOnly: boolean): Promise<QueueRecord[]> {
+    const now = this.now();
+    const lease: Lease = { owner: this.owner, until: now + this.leaseMs };
+    const claimed = await this.store.batch(() => ids.map((id) => this.store.updateSync(id, (r) => {
+      if (r.state !== 'queued' || (r.lease && r.lease.until > now)) return undefined;
+      if (dueOnly && (dueAt(r) ?? Infinity) > now) return undefined;
+      return { ...r, lease };
+    })));
+    return claimed.filter((r): r is QueueRecord => !!r);
+  }
+
+  private pump(): void {
+    if (!this.running || this.pumping) return;
+    clearTimeout(this.timer);
+    const free = this.concurrency - this.active.size - this.reserved;
+    if (free <= 0) return; // a finishing attempt pumps again
+    const now = this.now();
+    this.store.refresh(); // see what other processes (runqueue, flush) changed
+    const due = this.store.dueIds(now, free).filter((id) => !this.active.has(id));
+    if (due.length === 0) {
+      const next = this.store.nextDue();
+      const wait = next === undefined ? this.pollInterval : Math.min(this.pollInterval, Math.max(10, next - now));
+      this.timer = setTimeout(() => this.pump(), wait).unref();
+      return;
+    }
+    this.pumping = true;
+    this.claim(due, true).then(
+      (claimed) => {
+        this.pumping = false;
+        for (const r of claimed) void this.attempt(r);
+        if (claimed.length > 0) this.pump();
+        else this.timer = setTimeout(() => this.pump(), this.pollInterval).unref();
+        this.settle();
+      },
+      (err: Error) => {
+        this.pumping = false;
+        log.error('runner: claiming due messages failed: %s', err.stack);
+        this.timer = setTimeout(() => this.pump(), this.pollInterval).unref();
+        this.settle();
+      },
+    );
+  }
+
+  private async attempt(record: QueueRecord): Promise<void> {
+    const id = record.msg.id;
+    this.active.add(id);
+    this.totals.attempted++;
+    try {
+      const result = await this.pool.run({
+        kind: 'deliver', message: record.msg, storage: record.storage,
+        delivered: record.delivered ?? [], attempts: record.attempts,
+      }, this.deliverTimeout);
+      if (result.ok && result.done) {
+        await this.store.update(id, () => null);
+        await unlink(record.msg.textFile).catch(() => {});
+        this.totals.delivered++;
+        log.debug('%s: delivered', id);
+        return;
+      }
+      const now = this.now();
+      const error = result.ok ? (result.error ?? 'not yet delivered') : firstLine(result.error);
+      if (!result.ok) log.error('%s: deliver failed: %s', id, isPoolFailure(result) ? result.error : result.error);
+      const msg = { ...(result.ok ? result.message : record.msg), error, lastRun: now };
+      const attempts = record.attempts + 1;
+      const expired = isExpired(this.retry, msg.time, now);
+      const next: QueueRecord = {
+        ...record, msg, attempts, lease: undefined, state: expired ? 'hold' : 'queued',
+        delivered: result.ok ? result.delivered : record.delivered,
+        nextAttempt: now + retryDelay(this.retry, attempts, this.random),
+      };
+      delete next.lease;
+      const written = await this.store.update(id, (r) => (r.lease?.owner === this.owner ? next : undefined));
+      if (!written) log.warn('%s: lease lost during delivery; outcome not recorded', id);
+      if (expired && written) {
+        this.totals.held++;
+        const r = await this.pool.run({ kind: 'expired', message: msg }, this.deliverTimeout);
+        if (!r.ok) log.error('%s: expired hook failed: %s', id, r.error);
+      } else {
+        this.totals.deferred++;
+      }
+    } catch (err) {
+      log.error('%s: recording the delivery outcome failed: %s', id, (err as Error).stack);
+    } finally {
+      this.active.delete(id);
+      for (const f of this.slots.splice(0)) f();
+      this.settle();
+      this.pump();
+    }
+  }
+}
+
+function firstLine(s: string): string {
+  const nl = s.indexOf('\n');
+  return nl < 0 ? s : s.slice(0, nl);
+}

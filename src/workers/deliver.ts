@@ -1,0 +1,102 @@
+/**
+ * One delivery attempt, in a worker: isDelivered per recipient before (so a
+ * retry after a crash skips recipients already done), deliver, isDelivered
+ * after. Returns the message's fields as deliver left them.
+ */
+import { renameSync, writeFileSync, existsSync } from 'node:fs';
+import { StoredBody } from '../core/body.ts';
+import { overrides } from '../core/load.ts';
+import { Message } from '../core/message.ts';
+import type { Receiver } from '../core/receiver.ts';
+import type { QueueStore } from '../core/store.ts';
+import type { DeliverResult, DeliverTask } from '../core/tasks.ts';
+import type { MessageSnapshot } from '../core/types.ts';
+
+/** Fields the framework sets on a message for one attempt only (not persisted). */
+const TRANSIENT = ['undelivered', 'attempts'] as const;
+
+/**
+ * For an inline body, `message.textFile` is a getter that writes the body out
+ * on first use (the seed's TEXTFILE is a path the user's code may open).
+ */
+function exposeTextFile(message: Message, inline: Buffer): void {
+  const file = message.textFile;
+  Object.defineProperty(message, 'textFile', {
+    enumerable: true,
+    configurable: true,
+    get() {
+      if (!existsSync(file)) {
+        const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+        writeFileSync(tmp, inline, { flag: 'wx' });
+        renameSync(tmp, file);
+      }
+      return file;
+    },
+    set(v: string) {
+      Object.defineProperty(message, 'textFile', { value: v, enumerable: true, writable: true, configurable: true });
+    },
+  });
+}
+
+function snapshot(message: Message, textFile: string): MessageSnapshot {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(message)) {
+    if (key === 'textFile' || (TRANSIENT as readonly string[]).includes(key)) continue;
+    out[key] = (message as Record<string, unknown>)[key];
+  }
+  out.textFile = textFile;
+  return out as MessageSnapshot;
+}
+
+function errorText(thrown: unknown): string {
+  if (thrown instanceof Error) return thrown.message || thrown.name;
+  return String(thrown);
+}
+
+export async function deliverOnce(receiver: Receiver, store: QueueStore, task: DeliverTask): Promise<DeliverResult> {
+  const textFile = task.message.textFile;
+  let inline: Buffer | undefined;
+  if (task.storage === 'inline') {
+    store.refresh(); // committed by the main thread after this worker's last read
+    inline = store.getInlineBody(task.message.id);
+    if (!inline) throw new Error(`message ${task.message.id}: inline body missing from the queue`);
+    inline = Buffer.from(inline); // lmdb may reuse the buffer it returned
+  }
+  const message = new Message(task.message);
+  if (inline) exposeTextFile(message, inline);
+  const body = new StoredBody(inline, message.size, textFile);
+  const customCheck = overrides(receiver, 'isDelivered');
+  const delivered = new Set(task.delivered);
+
+  const refresh = async (): Promise<string[]> => {
+    const pending: string[] = [];
+    for (const rcpt of message.to) {
+      if (delivered.has(rcpt)) continue;
+      if (customCheck && await receiver.isDelivered(message, rcpt)) delivered.add(rcpt);
+      else pending.push(rcpt);
+    }
+    return pending;
+  };
+
+  let pending = await refresh();
+  let error: string | undefined;
+  let done: boolean;
+  if (pending.length === 0 && message.to.length > 0) {
+    done = true;
+  } else {
+    message.undelivered = pending;
+    message.attempts = task.attempts;
+    let threw = false;
+    try {
+      await receiver.deliver(message, body);
+    } catch (thrown) {
+      threw = true;
+      error = errorText(thrown);
+    }
+    pending = await refresh();
+    done = customCheck ? await receiver.isDelivered(message) : !threw;
+    if (!done && customCheck && pending.length === 0 && !threw) done = true;
+  }
+  const kept = done ? [...delivered] : [...delivered].filter((r) => message.to.includes(r));
+  return { ok: true, done, message: snapshot(message, textFile), delivered: kept, error };
+}

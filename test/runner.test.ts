@@ -1,0 +1,157 @@
+/** The queue runner with an injectable clock: retries, backoff, fields that persist, recipients, expiry, worker failures. */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { QueueStore } from '../src/core/store.ts';
+import { WorkerPool } from '../src/main/pool.ts';
+import { QueueRunner, type RunnerOptions } from '../src/main/runner.ts';
+import { enqueueTest } from './helpers/enqueue.ts';
+
+const FLAKY = new URL('./fixtures/flaky-deliver.ts', import.meta.url).pathname;
+const PARTIAL = new URL('./fixtures/partial-deliver.ts', import.meta.url).pathname;
+
+interface Rig {
+  dir: string;
+  store: QueueStore;
+  pool: WorkerPool;
+  clock: { now: number };
+  runner: QueueRunner;
+  log: () => Promise<string[]>;
+  close: () => Promise<void>;
+}
+
+async function rig(receiverPath: string, o: RunnerOptions = {}): Promise<Rig> {
+  const dir = await mkdtemp(join(tmpdir(), 'smtp-receive-runner-'));
+  const logFile = join(dir, 'deliveries.log');
+  process.env.DELIVER_LOG = logFile; // read by the fixtures in the worker threads created below
+  const store = await QueueStore.open(dir);
+  const pool = new WorkerPool({ receiverPath, queueDir: dir, domains: ['localhost'], hostname: 'test' }, { size: 1 });
+  const clock = { now: 1_000_000 };
+  const runner = new QueueRunner(store, pool, {
+    now: () => clock.now, random: () => 0.5, // 0.5: no jitter
+    retry: { minDelay: 1000, maxDelay: 8000, maxLifetime: 60_000 }, deliverTimeout: 2000, ...o,
+  });
+  return {
+    dir, store, pool, clock, runner,
+    log: async () => (existsSync(logFile) ? (await readFile(logFile, 'utf8')).trim().split('\n') : []),
+    close: async () => {
+      await pool.close();
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+describe('queue runner: retries and backoff', () => {
+  let r: Rig;
+  before(async () => { r = await rig(FLAKY); });
+  after(async () => { await r.close(); });
+
+  it('fails twice then delivers: three attempts, backoff respected, fields persist, record and file gone', async () => {
+    const rec = await enqueueTest(r.store, { to: ['flaky@localhost'], time: r.clock.now, spooled: true });
+    const id = rec.msg.id;
+    assert.ok(existsSync(rec.msg.textFile));
+
+    let s = await r.runner.runOnce();
+    assert.equal(s.attempted, 1);
+    assert.equal(s.deferred, 1);
+    let q = r.store.get(id)!;
+    assert.equal(q.attempts, 1);
+    assert.equal(q.msg.tries, 1, 'the field deliver set persists');
+    assert.equal(q.msg.error, 'temporary failure 1');
+    assert.equal(q.msg.lastRun, r.clock.now);
+    assert.equal(q.nextAttempt, r.clock.now + 1000, 'first retry after minDelay');
+    assert.equal(q.lease, undefined);
+
+    assert.equal((await r.runner.runOnce()).attempted, 0, 'not due yet: nothing attempted');
+    r.clock.now += 999;
+    assert.equal((await r.runner.runOnce()).attempted, 0, 'still 1 ms early');
+    r.clock.now += 1;
+    s = await r.runner.runOnce();
+    assert.equal(s.attempted, 1);
+    q = r.store.get(id)!;
+    assert.equal(q.msg.tries, 2, 'deliver saw the field from the previous attempt');
+    assert.equal(q.nextAttempt, r.clock.now + 2000, 'second retry delay doubles');
+
+    r.clock.now += 1999;
+    assert.equal((await r.runner.runOnce()).attempted, 0);
+    r.clock.now += 1;
+    s = await r.runner.runOnce();
+    assert.equal(s.delivered, 1);
+    assert.equal(r.store.get(id), undefined, 'record removed');
+    assert.equal(existsSync(rec.msg.textFile), false, 'spool file removed');
+    assert.equal((await r.log()).filter((l) => l.startsWith(id)).length, 3, 'exactly three attempts');
+  });
+
+  it('persists a change to message.to made by deliver', async () => {
+    const rec = await enqueueTest(r.store, { to: ['rewrite@localhost', 'other@localhost'], time: r.clock.now });
+    await r.runner.runOnce();
+    assert.deepEqual(r.store.get(rec.msg.id)!.msg.to, ['rewritten@localhost']);
+    r.clock.now += 1000;
+    await r.runner.runOnce();
+    assert.equal(r.store.get(rec.msg.id), undefined);
+    const calls = (await r.log()).filter((l) => l.startsWith(rec.msg.id));
+    assert.deepEqual(calls, [`${rec.msg.id} rewrite@localhost,other@localhost`, `${rec.msg.id} rewritten@localhost`]);
+  });
+
+  it('moves a message past the queue lifetime to hold and runs expired()', async () => {
+    const rec = await enqueueTest(r.store, { to: ['never@localhost'], time: r.clock.now });
+    for (let i = 0; i < 20 && r.store.get(rec.msg.id)?.state === 'queued'; i++) {
+      await r.runner.runOnce();
+      r.clock.now += 8000;
+    }
+    const q = r.store.get(rec.msg.id)!;
+    assert.equal(q.state, 'hold');
+    assert.equal(q.msg.error, 'remote said no');
+    assert.ok(r.clock.now - q.msg.time >= 60_000);
+    assert.ok((await r.log()).includes(`EXPIRED ${rec.msg.id}`));
+    r.clock.now += 1e9;
+    assert.equal((await r.runner.runOnce()).attempted, 0, 'a held message is never attempted');
+    assert.ok(r.store.get(rec.msg.id), 'and never dropped');
+  });
+});
+
+describe('queue runner: per-recipient state', () => {
+  let r: Rig;
+  before(async () => { r = await rig(PARTIAL); });
+  after(async () => { await r.close(); });
+
+  it('does not redeliver to recipients isDelivered reports done', async () => {
+    const rec = await enqueueTest(r.store, { to: ['a@localhost', 'b@localhost', 'c@localhost'], time: r.clock.now });
+    for (let i = 0; i < 5 && r.store.get(rec.msg.id); i++) {
+      await r.runner.runOnce();
+      r.clock.now += 10_000;
+    }
+    assert.equal(r.store.get(rec.msg.id), undefined, 'fully delivered in the end');
+    assert.deepEqual(await r.log(), [
+      `${rec.msg.id} a@localhost,b@localhost,c@localhost`,
+      `${rec.msg.id} b@localhost,c@localhost`,
+      `${rec.msg.id} c@localhost`,
+    ]);
+  });
+});
+
+describe('queue runner: a worker that fails', () => {
+  let r: Rig;
+  before(async () => { r = await rig(FLAKY, { deliverTimeout: 500 }); });
+  after(async () => { await r.close(); });
+
+  for (const kind of ['hang', 'exit', 'timerbomb']) {
+    it(`${kind}: the message stays queued with error set, and the pool keeps delivering`, async () => {
+      const bad = await enqueueTest(r.store, { to: [`${kind}@localhost`], time: r.clock.now });
+      const s = await r.runner.runOnce();
+      assert.equal(s.deferred, 1);
+      const q = r.store.get(bad.msg.id)!;
+      assert.equal(q.state, 'queued');
+      assert.equal(q.attempts, 1);
+      assert.ok(q.msg.error && q.msg.error.length > 0, `error recorded: ${q.msg.error}`);
+      const good = await enqueueTest(r.store, { to: ['ok@localhost'], time: r.clock.now });
+      assert.equal((await r.runner.runOnce([good.msg.id])).delivered, 1);
+      assert.equal(r.store.get(good.msg.id), undefined);
+      await r.store.remove(bad.msg.id);
+    });
+  }
+});
