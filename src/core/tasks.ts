@@ -56,13 +56,19 @@ export interface ExpiredTask {
   message: MessageSnapshot;
 }
 
-export type Task = PredeliverTask | DeliverTask | ExpiredTask;
+/** Start-up check: the worker loaded the receiver module. */
+export interface PingTask {
+  kind: 'ping';
+}
+
+export type Task = PredeliverTask | DeliverTask | ExpiredTask | PingTask;
 
 /** What each task answers. */
 export interface ResultOf {
   predeliver: PredeliverResult;
   deliver: DeliverResult | { ok: false; error: string };
   expired: { ok: true } | { ok: false; error: string };
+  ping: { ok: true };
 }
 
 /** The pool could not run the task: full queue, time limit, or the worker died. */

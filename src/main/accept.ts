@@ -68,7 +68,8 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
   const durable = inline ? undefined : ctx.spoolSync.sync();
   durable?.catch(() => {}); // awaited below; a failure here must not go unhandled meanwhile
 
-  const discard = (): Promise<void> => (inline ? Promise.resolve() : unlink(textFile).catch(() => {}));
+  // an inline body has a file too once predeliver asked for body.path(): remove it either way
+  const discard = (): Promise<void> => unlink(textFile).catch(() => {});
   if (ctx.hooks.predeliver) {
     const result = await ctx.pool.run({ kind: 'predeliver', message, inline }, ctx.opts.predeliverTimeout);
     if (!result.ok) {

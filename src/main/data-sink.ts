@@ -49,17 +49,32 @@ export function receiveData(stream: Readable, o: SinkOptions): Promise<SinkResul
       settled = true;
       resolve(r);
     };
+    /** Set once the spool file is being discarded; resolves when it is closed and removed. */
+    let discarded: Promise<void> | undefined;
     const discardFile = (): void => {
-      if (!file) return;
-      const fd = fdOf(file);
-      file.destroy();
-      if (typeof fd === 'number') close(fd, () => {});
-      unlink(o.spoolFile, () => {});
+      const ws = file;
+      if (!ws || discarded) return;
+      // destroy() closes the descriptor (also one still being opened): closing it here as well could
+      // close a descriptor number that another file got meanwhile. Remove the file once it is closed,
+      // so an open still in flight cannot re-create it after the unlink.
+      discarded = new Promise((done) => {
+        const remove = (): void => unlink(o.spoolFile, () => done());
+        if (ws.closed) remove();
+        else ws.once('close', remove);
+      });
+      ws.destroy();
+    };
+    /** Answers only after a discarded spool file is gone. */
+    const finishAfterDiscard = (r: SinkResult): void => {
+      if (discarded) void discarded.then(() => finish(r));
+      else finish(r);
     };
     const fail = (error: Error): void => {
       failure ??= error;
       held = [];
       discardFile();
+      // the stream may be paused waiting for the file's 'drain', which will not come now: read on to the end
+      stream.resume();
     };
     const toFile = (chunks: Buffer[]): void => {
       if (!file) {
@@ -100,32 +115,29 @@ export function receiveData(stream: Readable, o: SinkOptions): Promise<SinkResul
     stream.on('data', add);
     stream.on('error', (err: Error) => {
       fail(err);
-      finish({ kind: 'failed', error: err });
+      finishAfterDiscard({ kind: 'failed', error: err });
     });
     stream.on('close', () => {
       // destroyed without 'end' (client gone mid-DATA, no error given): nothing is kept
       if (!stream.readableEnded) {
         fail(new Error('data stream closed before the end of the message'));
-        finish({ kind: 'failed', error: failure! });
+        finishAfterDiscard({ kind: 'failed', error: failure! });
       }
     });
     stream.on('end', () => {
-      if (tooBig) return finish({ kind: 'too-big', received });
-      if (failure) return finish({ kind: 'failed', error: failure });
+      if (tooBig) return finishAfterDiscard({ kind: 'too-big', received });
+      if (failure) return finishAfterDiscard({ kind: 'failed', error: failure });
       const tail = fixer.end();
       if (tail) add(tail);
       if (!file) return finish({ kind: 'inline', body: held.length === 1 ? held[0]! : Buffer.concat(held, size), size });
       const ws = file;
       ws.end(() => {
-        if (failure) return finish({ kind: 'failed', error: failure });
+        if (failure) return finishAfterDiscard({ kind: 'failed', error: failure });
         const fd = fdOf(ws) as number;
         fdatasync(fd, (syncErr) => {
           close(fd, (closeErr) => {
             const err = syncErr ?? closeErr;
-            if (err) {
-              unlink(o.spoolFile, () => {});
-              return finish({ kind: 'failed', error: err });
-            }
+            if (err) return unlink(o.spoolFile, () => finish({ kind: 'failed', error: err }));
             finish({ kind: 'file', size });
           });
         });

@@ -70,8 +70,9 @@ export function queryIdent(q: IdentQuery): Promise<string> {
 export function parseIdent(line: string, remotePort: number, localPort: number): string {
   const parts = line.replace(/\r?\n?$/, '').split(':');
   if (parts.length < 4 || parts[1]!.trim().toUpperCase() !== 'USERID') return '';
-  const ports = parts[0]!.split(',').map((p) => Number(p.trim()));
-  if (ports[0] !== remotePort || ports[1] !== localPort) return '';
+  // exactly two decimal port numbers (RFC 1413: 1*5digit); Number() alone would take '0x182F' or '23e0'
+  const ports = parts[0]!.split(',').map((p) => (/^\s*\d{1,5}\s*$/.test(p) ? Number(p) : NaN));
+  if (ports.length !== 2 || ports[0] !== remotePort || ports[1] !== localPort) return '';
   const user = parts.slice(3).join(':').trim();
   return /^[\x21-\x7e]{1,64}$/.test(user) ? user : '';
 }

@@ -56,6 +56,16 @@ export class WorkerPool {
     }
   }
 
+  /**
+   * Waits until the workers have loaded the receiver module (so the first real
+   * task's time limit is not spent on start-up); throws when they cannot.
+   */
+  async ready(timeoutMs = 60_000): Promise<void> {
+    const results = await Promise.all(Array.from({ length: this.size }, () => this.run({ kind: 'ping' }, timeoutMs)));
+    const failed = results.find((r) => !r.ok);
+    if (failed && isPoolFailure(failed)) throw new Error(`the worker pool did not start: ${failed.error}`);
+  }
+
   /** Tasks waiting for a worker. */
   get queueSize(): number {
     return this.pool.queueSize;

@@ -70,6 +70,7 @@ export async function runqueue(argv: string[], out = process.stdout, err = proce
     for (const id of unknown) err.write(`smtp-receive: ${id}: no such message in ${queueDir}\n`);
     const pool = new WorkerPool({ receiverPath: found.path, queueDir, domains: ['localhost'], hostname: 'localhost' }, { size: workers });
     try {
+      await pool.ready();
       const clean = Object.fromEntries(Object.entries(retry).filter(([, x]) => x !== undefined));
       const runner = new QueueRunner(store, pool, { retry: clean, deliverTimeout, concurrency: workers });
       const s = await runner.runOnce(ids.length ? ids.filter((id) => !unknown.includes(id)) : undefined);

@@ -53,6 +53,13 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     { receiverPath, queueDir, domains: opts.domains, hostname: opts.hostname },
     { size: opts.workers, maxQueue: opts.workerQueue },
   );
+  try {
+    await pool.ready();
+  } catch (err) {
+    await pool.close();
+    await store.close();
+    throw err;
+  }
   await store.recordReceiver(receiverPath);
   let runner: QueueRunner | undefined;
   if (opts.runner && overrides(receiver, 'deliver')) {

@@ -39,6 +39,8 @@ async function predeliver(task: PredeliverTask): Promise<PredeliverResult> {
 
 export default async function run(task: Task): Promise<ResultOf[Task['kind']]> {
   switch (task.kind) {
+    case 'ping':
+      return { ok: true };
     case 'predeliver':
       return predeliver(task);
     case 'deliver': {
