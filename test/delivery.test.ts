@@ -39,7 +39,7 @@ describe('daemon delivery', () => {
     dir = await mkdtemp(join(tmpdir(), 'smtp-receive-delivery-'));
     logFile = join(dir, 'deliveries.log');
     process.env.DELIVER_LOG = logFile;
-    server = await startTestServer({ receiverPath: FLAKY, workers: 2, deliverTimeout: 500, pollInterval: 50 });
+    server = await startTestServer({ receiverPath: FLAKY, workers: 2, deliverTimeout: 2000, pollInterval: 50 });
   });
   after(async () => {
     await server.stop();

@@ -136,7 +136,7 @@ describe('queue runner: per-recipient state', () => {
 
 describe('queue runner: a worker that fails', () => {
   let r: Rig;
-  before(async () => { r = await rig(FLAKY, { deliverTimeout: 500 }); });
+  before(async () => { r = await rig(FLAKY, { deliverTimeout: 2000 }); }); // room for a replacement worker to boot under load
   after(async () => { await r.close(); });
 
   for (const kind of ['hang', 'exit', 'timerbomb']) {
