@@ -63,6 +63,7 @@ export class DirSyncer {
   }
 
   async close(): Promise<void> {
+    await this.next?.catch(() => {});
     await this.running?.catch(() => {});
     await this.fh?.close();
     this.fh = undefined;

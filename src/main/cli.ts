@@ -50,7 +50,7 @@ function num(flag: string, v: string | undefined): number | undefined {
 }
 
 export function parseListen(v: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(v);
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(v);
   if (!m || Number(m[3]) > 65535) throw new UsageError(`--listen: expected HOST:PORT (e.g. 127.0.0.1:2525 or [::1]:2525), got ${JSON.stringify(v)}`);
   return { host: m[1] ?? m[2]!, port: Number(m[3]) };
 }
@@ -123,20 +123,26 @@ async function serve(argv: string[]): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  const server = await startServer(options);
-  process.stdout.write(`smtp-receive: listening on ${server.host}:${server.port}, queue ${server.queueDir}\n`);
+  // signal handlers first: a supervisor may signal as soon as it reads the "listening" line
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info('%s: stopping', signal);
-    server.close().then(() => process.exit(0), (err: Error) => {
+    (server ? server.close() : Promise.resolve()).then(() => process.exit(0), (err: Error) => {
       log.error('stopping failed: %s', err.stack);
       process.exit(1);
     });
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  server = await startServer(options);
+  if (stopping) {
+    await server.close();
+    return;
+  }
+  process.stdout.write(`smtp-receive: listening on ${server.host}:${server.port}, queue ${server.queueDir}\n`);
 }
 
 export async function main(argv: string[]): Promise<number> {
