@@ -1,5 +1,6 @@
 /** Reading what a queue holds, for assertions: the record and the stored bytes, whatever the storage. */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { QueueStore, type QueueRecord } from '../../src/core/store.ts';
 
 export interface Stored {
@@ -14,14 +15,58 @@ export async function storedMessage(store: QueueStore, id: string): Promise<Stor
   return { record, bytes: Buffer.from(bytes) };
 }
 
-/** The stored bytes after the trace headers we prepend (Received:, X-Envelope-To:). */
+/** Every queued message, in id order. */
+export async function allStored(store: QueueStore): Promise<Stored[]> {
+  const out: Stored[] = [];
+  for (const id of store.ids()) {
+    const s = await storedMessage(store, id);
+    if (s) out.push(s);
+  }
+  return out;
+}
+
+/**
+ * The stored bytes after the trace headers we prepend: the one `Received:`
+ * header (with its folded lines), then any `X-Envelope-To:` lines.
+ */
 export function afterTraceHeaders(bytes: Buffer): Buffer {
-  let pos = 0;
-  for (;;) {
-    const eol = bytes.indexOf('\r\n', pos);
-    const line = bytes.subarray(pos, eol).toString('latin1');
-    const isTrace = /^(Received|X-Envelope-To):/i.test(line) || (/^[ \t]/.test(line) && pos > 0);
-    if (!isTrace) return bytes.subarray(pos);
-    pos = eol + 2;
+  const lineEnd = (from: number): number => {
+    const eol = bytes.indexOf('\r\n', from);
+    if (eol < 0) throw new Error('stored message ends inside the trace headers');
+    return eol + 2;
+  };
+  if (!bytes.subarray(0, 9).equals(Buffer.from('Received:'))) throw new Error('stored message does not start with Received:');
+  let pos = lineEnd(0);
+  while (bytes[pos] === 0x09) pos = lineEnd(pos); // folded lines of Received: start with a tab
+  while (bytes.subarray(pos, pos + 14).toString('latin1') === 'X-Envelope-To:') pos = lineEnd(pos);
+  return bytes.subarray(pos);
+}
+
+/** The trace header lines we prepend (Received: unfolded, then each X-Envelope-To:). */
+export function traceHeaderText(bytes: Buffer): string {
+  return bytes.subarray(0, bytes.length - afterTraceHeaders(bytes).length).toString('latin1');
+}
+
+/** Number of bare CRs (not followed by LF) and bare LFs (not preceded by CR). */
+export function bareLineEnds(bytes: Buffer): number {
+  let n = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] === 0x0a && bytes[i - 1] !== 0x0d) n++;
+    if (bytes[i] === 0x0d && bytes[i + 1] !== 0x0a) n++;
+  }
+  return n;
+}
+
+/** Files in `<queue>/spool`. */
+export async function spoolFiles(queueDir: string): Promise<string[]> {
+  return readdir(join(queueDir, 'spool'));
+}
+
+/** Polls `check` until it holds (bounded: throws after `timeoutMs`). For waiting, not for timing assertions. */
+export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
   }
 }

@@ -111,6 +111,29 @@ export class RawClient {
     return this.read(30_000);
   }
 
+  /** Sends `commands` in one write (PIPELINING) and reads one reply per command, in order. */
+  async pipelined(commands: string[]): Promise<Reply[]> {
+    this.write(commands.map((c) => `${c}\r\n`).join(''));
+    const out: Reply[] = [];
+    for (let i = 0; i < commands.length; i++) out.push(await this.read());
+    return out;
+  }
+
+  /** Reads every reply until the server closes the connection (bounded by `timeoutMs` overall). */
+  async readUntilClosed(timeoutMs = 10_000): Promise<Reply[]> {
+    const deadline = Date.now() + timeoutMs;
+    const out: Reply[] = [];
+    for (let i = 0; i < 1000; i++) {
+      try {
+        out.push(await this.read(Math.max(1, deadline - Date.now())));
+      } catch (err) {
+        if (this.closed) return out;
+        throw err;
+      }
+    }
+    throw new Error('more than 1000 replies');
+  }
+
   /** A whole transaction; returns the reply to the end of DATA (or the first refusal). */
   async send(from: string, to: string[], stuffedBody: string | Buffer): Promise<Reply> {
     for (const r of await this.envelope(from, to)) if (r.code >= 400) return r;
@@ -135,6 +158,16 @@ export class RawClient {
 /** Dot-stuffs a body for DATA (lines starting with '.' get another '.'). */
 export function dotStuff(body: string): string {
   return body.replace(/(^|\r\n)\./g, '$1..');
+}
+
+/** Dot-stuffs a binary body byte for byte (latin1 keeps every byte as one char). */
+export function dotStuffBytes(body: Buffer): Buffer {
+  return Buffer.from(dotStuff(body.toString('latin1')), 'latin1');
+}
+
+/** Is this the `250 2.0.0 Ok: queued as <ID>` reply? */
+export function isQueued(r: Reply): boolean {
+  return r.code === 250 && /queued as [0-9A-Z]+/.test(r.text);
 }
 
 /** Extracts the queue id from `250 2.0.0 Ok: queued as <ID>`. */
