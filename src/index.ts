@@ -9,3 +9,6 @@ export { QueueStore, type QueueRecord } from './core/store.ts';
 export { startServer, type RunningServer } from './main/server.ts';
 export type { ServeOptions } from './main/options.ts';
 export { startTestServer, type TestServer } from './testing.ts';
+export { flush, deleteMessages, hold, release, requeue, type OpResult } from './core/queue-ops.ts';
+export { showQueue, type ShowOptions } from './main/showqueue.ts';
+export { QueueRunner, type RunnerOptions, type RunSummary } from './main/runner.ts';

@@ -38,6 +38,8 @@ export interface QueueRecord {
   delivered?: string[];
   /** Set while a runner delivers the message. */
   lease?: Lease;
+  /** The queue lifetime counts from here (requeue resets it); default: `msg.time`. */
+  lifetimeFrom?: number;
 }
 
 /**

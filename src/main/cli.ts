@@ -6,10 +6,16 @@ import { parseArgs } from 'node:util';
 import { log } from '../core/log.ts';
 import { OptionError, type ServeOptions } from './options.ts';
 import { startServer } from './server.ts';
-import { RunqueueUsageError, runqueue } from './runqueue.ts';
+import { CommandUsageError } from './command.ts';
+import { isQueueOp, queueOpCommand } from './queue-commands.ts';
+import { runqueue } from './runqueue.ts';
+import { showqueueCommand } from './showqueue.ts';
 
 const USAGE = `Usage: smtp-receive serve [RECEIVER] [options]
-       smtp-receive runqueue [--receiver FILE] [--queue DIR] [ids...]   (runqueue --help)
+       smtp-receive runqueue [--receiver FILE] [--queue DIR] [ids...]
+       smtp-receive showqueue [--receiver FILE] [--queue DIR] [--json [--bodies]] [ids...]
+       smtp-receive flush | delete | hold | release | requeue [--queue DIR] [ID... | ALL]
+       (each command takes --help)
 
 Receive mail over SMTP into a durable queue. RECEIVER is a module that
 default-exports a Receiver subclass (default: the built-in receiver, which
@@ -153,13 +159,15 @@ export async function main(argv: string[]): Promise<number> {
       return -1; // keeps running
     }
     if (command === 'runqueue') return await runqueue(rest);
+    if (command === 'showqueue') return await showqueueCommand(rest);
+    if (isQueueOp(command)) return await queueOpCommand(command, rest);
     if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
     }
     throw new UsageError(`unknown command ${JSON.stringify(command)} (try: smtp-receive serve --help)`);
   } catch (err) {
-    if (err instanceof UsageError || err instanceof RunqueueUsageError) {
+    if (err instanceof UsageError || err instanceof CommandUsageError) {
       process.stderr.write(`smtp-receive: ${err.message}\n`);
       return 2;
     }

@@ -204,7 +204,7 @@ export class QueueRunner {
       if (!result.ok) log.error('%s: deliver failed: %s', id, isPoolFailure(result) ? result.error : result.error);
       const msg = { ...(result.ok ? result.message : record.msg), error, lastRun: now };
       const attempts = record.attempts + 1;
-      const expired = isExpired(this.retry, msg.time, now);
+      const expired = isExpired(this.retry, record.lifetimeFrom ?? msg.time, now);
       const next: QueueRecord = {
         ...record, msg, attempts, lease: undefined, state: expired ? 'hold' : 'queued',
         delivered: result.ok ? result.delivered : record.delivered,

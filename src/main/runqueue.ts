@@ -1,9 +1,9 @@
 /** `smtp-receive runqueue`: one pass over the queue, then a summary; safe next to a running daemon. */
-import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createReceiver, overrides } from '../core/load.ts';
 import { isId } from '../core/id.ts';
 import { QueueStore } from '../core/store.ts';
+import { CommandUsageError, queueDirFlag } from './command.ts';
 import { findReceiver } from './find-receiver.ts';
 import { WorkerPool } from './pool.ts';
 import { QueueRunner } from './runner.ts';
@@ -23,11 +23,10 @@ Options:
   -h, --help               show this help
 `;
 
-export class RunqueueUsageError extends Error {}
 
 function num(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new RunqueueUsageError(`--${flag}: expected a whole number, got ${JSON.stringify(v)}`);
+  if (!/^\d+$/.test(v)) throw new CommandUsageError(`--${flag}: expected a whole number, got ${JSON.stringify(v)}`);
   return Number(v);
 }
 
@@ -43,21 +42,21 @@ export async function runqueue(argv: string[], out = process.stdout, err = proce
       },
     });
   } catch (e) {
-    throw new RunqueueUsageError((e as Error).message);
+    throw new CommandUsageError((e as Error).message);
   }
   const { values: v, positionals: ids } = parsed;
   if (v.help) {
     out.write(RUNQUEUE_USAGE);
     return 0;
   }
-  for (const id of ids) if (!isId(id)) throw new RunqueueUsageError(`${JSON.stringify(id)} is not a queue id`);
+  for (const id of ids) if (!isId(id)) throw new CommandUsageError(`${JSON.stringify(id)} is not a queue id`);
   const workers = num('workers', v.workers) ?? 1;
   const deliverTimeout = num('deliver-timeout', v['deliver-timeout']);
   const retry = {
     minDelay: num('retry-min', v['retry-min']), maxDelay: num('retry-max', v['retry-max']),
     maxLifetime: num('max-lifetime', v['max-lifetime']),
   };
-  const queueDir = resolve(v.queue ?? './queue');
+  const queueDir = queueDirFlag(v.queue);
   const store = await QueueStore.open(queueDir);
   try {
     const found = findReceiver(v.receiver, store, (line) => err.write(`smtp-receive: ${line}\n`));

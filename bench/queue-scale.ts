@@ -1,0 +1,137 @@
+/**
+ * Queue scale: does finding due messages, and the runner's memory, stay flat
+ * as the queue grows? Fills a fresh queue to each size (default 10k, 100k, 1M;
+ * 1% of them due now, the rest in the future), then measures:
+ *   - the time of one due-index look-up (`dueIds(now, 100)`, median of 200),
+ *   - a runner pass over the due messages with a trivial deliver: wall time and
+ *     the process's RSS before/after,
+ *   - the enqueue rate while filling (first vs last 10% of the fill).
+ *
+ *   node --expose-gc --import tsx bench/queue-scale.ts [--sizes 10000,100000,1000000] [--due-fraction 0.01]
+ * (RSS includes the LMDB pages the process touched — the map is file-backed —
+ * and the worker threads; the main thread's JS heap is the runner's own memory.)
+ * Writes JSON to bench/results/queue-scale-<time>.json and prints a table.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { newId } from '../src/core/id.ts';
+import { dueAt, QueueStore, type QueueRecord } from '../src/core/store.ts';
+import { WorkerPool } from '../src/main/pool.ts';
+import { QueueRunner } from '../src/main/runner.ts';
+
+const { values } = parseArgs({
+  options: { sizes: { type: 'string', default: '10000,100000,1000000' }, 'due-fraction': { type: 'string', default: '0.01' } },
+});
+const sizes = values.sizes!.split(',').map(Number);
+const dueFraction = Number(values['due-fraction']);
+const RECEIVER = new URL('./fixtures/trivial-deliver.ts', import.meta.url).pathname;
+const BODY = Buffer.alloc(4096, 'x');
+
+const rssMiB = (): number => Math.round(process.memoryUsage().rss / 2 ** 20);
+const heapMiB = (): number => {
+  global.gc?.();
+  return Math.round(process.memoryUsage().heapUsed / 2 ** 20);
+};
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+async function fill(store: QueueStore, n: number, now: number): Promise<{ firstRate: number; lastRate: number }> {
+  const batch = 10_000;
+  const rates: number[] = [];
+  for (let done = 0; done < n; done += batch) {
+    const t0 = performance.now();
+    const count = Math.min(batch, n - done);
+    await store.batch(() => {
+      for (let i = 0; i < count; i++) {
+        const k = done + i;
+        const id = newId();
+        const due = k % Math.round(1 / dueFraction) === 0;
+        const record: QueueRecord = {
+          v: 1, state: 'queued', storage: 'inline', attempts: 0, nextAttempt: due ? now - 1000 : now + 86_400_000,
+          msg: {
+            id, peerAddr: '127.0.0.1', peerHost: '', ident: '', helo: 'bench', mimeType: '7BIT',
+            from: 'bench@example.org', to: ['user@localhost'], time: now, textFile: join(store.queueDir, 'spool', `${id}.eml`), size: BODY.length,
+          },
+        };
+        store.messages.put(id, record);
+        store.bodies.put(id, BODY);
+        store.due.put([dueAt(record)!, id], null);
+      }
+    });
+    rates.push(count / ((performance.now() - t0) / 1000));
+  }
+  const tenth = Math.max(1, Math.floor(rates.length / 10));
+  const avg = (xs: number[]): number => Math.round(xs.reduce((a, b) => a + b, 0) / xs.length);
+  return { firstRate: avg(rates.slice(0, tenth)), lastRate: avg(rates.slice(-tenth)) };
+}
+
+interface Row {
+  queued: number;
+  due: number;
+  fillRateFirst: number;
+  fillRateLast: number;
+  lookupMedianMs: number;
+  passSeconds: number;
+  delivered: number;
+  rssBeforeMiB: number;
+  rssAfterMiB: number;
+  heapBeforeMiB: number;
+  heapAfterMiB: number;
+}
+
+async function measure(n: number): Promise<Row> {
+  const dir = await mkdtemp(join(tmpdir(), 'smtp-receive-scale-'));
+  try {
+    await mkdir(join(dir, 'spool'));
+    const store = await QueueStore.open(dir);
+    const now = Date.now();
+    const { firstRate, lastRate } = await fill(store, n, now);
+    const samples: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const t0 = performance.now();
+      store.dueIds(now, 100);
+      samples.push(performance.now() - t0);
+    }
+    const pool = new WorkerPool({ receiverPath: RECEIVER, queueDir: dir, domains: ['localhost'], hostname: 'bench' }, { size: 2 });
+    await pool.ready();
+    const heapBefore = heapMiB();
+    const rssBefore = rssMiB();
+    const runner = new QueueRunner(store, pool, { concurrency: 16 });
+    const t0 = performance.now();
+    const summary = await runner.runOnce();
+    const passSeconds = (performance.now() - t0) / 1000;
+    const rssAfter = rssMiB();
+    const heapAfter = heapMiB();
+    await pool.close();
+    await store.close();
+    return {
+      queued: n, due: summary.attempted, fillRateFirst: firstRate, fillRateLast: lastRate,
+      lookupMedianMs: Number(median(samples).toFixed(4)), passSeconds: Number(passSeconds.toFixed(2)),
+      delivered: summary.delivered, rssBeforeMiB: rssBefore, rssAfterMiB: rssAfter,
+      heapBeforeMiB: heapBefore, heapAfterMiB: heapAfter,
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const rows: Row[] = [];
+for (const n of sizes) {
+  const row = await measure(n);
+  rows.push(row);
+  console.log(JSON.stringify(row));
+}
+console.log('\n| queued | due | enqueue/s first 10% | last 10% | due look-up (median) | runner pass | delivered | main heap before → after | RSS before → after |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---|---|');
+for (const r of rows) {
+  console.log(`| ${r.queued.toLocaleString('en')} | ${r.due} | ${r.fillRateFirst.toLocaleString('en')} | ${r.fillRateLast.toLocaleString('en')} | ${r.lookupMedianMs} ms | ${r.passSeconds} s | ${r.delivered} | ${r.heapBeforeMiB} → ${r.heapAfterMiB} MiB | ${r.rssBeforeMiB} → ${r.rssAfterMiB} MiB |`);
+}
+await mkdir(new URL('./results/', import.meta.url), { recursive: true });
+const out = new URL(`./results/queue-scale-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, import.meta.url);
+await writeFile(out, JSON.stringify({ cores: availableParallelism(), node: process.version, sizes, dueFraction, rows }, null, 2));
+console.log(`\nwritten ${out.pathname}`);

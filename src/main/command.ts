@@ -1,0 +1,15 @@
+/** What the queue commands (runqueue, showqueue, flush, delete, …) share. */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+/** A mistake in the command line: exit code 2, the message names the flag or argument. */
+export class CommandUsageError extends Error {}
+
+/** The queue directory of `--queue` (default ./queue); it must hold a queue. */
+export function queueDirFlag(flag: string | undefined): string {
+  const dir = resolve(flag ?? './queue');
+  if (!existsSync(join(dir, 'db'))) {
+    throw new CommandUsageError(`--queue: ${dir} is not a queue directory (no ${join(dir, 'db')}; has serve run with it?)`);
+  }
+  return dir;
+}

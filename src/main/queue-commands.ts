@@ -1,0 +1,70 @@
+/** `smtp-receive flush | delete | hold | release | requeue`: the queue operations as commands. */
+import { parseArgs } from 'node:util';
+import { isId } from '../core/id.ts';
+import { deleteMessages, flush, hold, release, requeue, type OpResult } from '../core/queue-ops.ts';
+import { QueueStore } from '../core/store.ts';
+import { CommandUsageError, queueDirFlag } from './command.ts';
+
+export const QUEUE_OPS_USAGE = `Usage: smtp-receive flush [--queue DIR]
+       smtp-receive delete  [--queue DIR] ID... | ALL
+       smtp-receive hold    [--queue DIR] ID... | ALL
+       smtp-receive release [--queue DIR] ID... | ALL
+       smtp-receive requeue [--queue DIR] ID... | ALL
+
+flush makes every queued message due now (postqueue -f); delete removes
+messages (postsuper -d); hold keeps them from delivery (-h) until release (-H);
+requeue makes them due now with a fresh attempt count and lifetime (-r).
+Safe while serve runs; a message being delivered is skipped ("busy": try again).
+Exit status: 0 done, 1 some ids unknown or busy, 2 usage error.
+`;
+
+const OPS = { delete: deleteMessages, hold, release, requeue } as const;
+const PAST = { delete: 'Deleted', hold: 'Placed on hold', release: 'Released from hold', requeue: 'Requeued', flush: 'Made due' };
+
+export type QueueOp = keyof typeof OPS | 'flush';
+
+export function isQueueOp(name: string | undefined): name is QueueOp {
+  return name === 'flush' || (name !== undefined && Object.hasOwn(OPS, name));
+}
+
+export async function queueOpCommand(op: QueueOp, argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv, allowPositionals: true, strict: true,
+      options: { queue: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (e) {
+    throw new CommandUsageError((e as Error).message);
+  }
+  const { values: v, positionals } = parsed;
+  if (v.help) {
+    out.write(QUEUE_OPS_USAGE);
+    return 0;
+  }
+  let ids: string[] | 'ALL' = [];
+  if (op === 'flush') {
+    if (positionals.length) throw new CommandUsageError('flush takes no ids (it makes every queued message due)');
+  } else {
+    if (positionals.length === 0) throw new CommandUsageError(`${op}: give queue ids, or ALL`);
+    if (positionals.includes('ALL')) {
+      if (positionals.length > 1) throw new CommandUsageError(`${op}: ALL cannot be mixed with ids`);
+      ids = 'ALL';
+    } else {
+      for (const id of positionals) if (!isId(id)) throw new CommandUsageError(`${op}: ${JSON.stringify(id)} is not a queue id`);
+      ids = positionals;
+    }
+  }
+  const queueDir = queueDirFlag(v.queue);
+  const store = await QueueStore.open(queueDir);
+  let r: OpResult;
+  try {
+    r = op === 'flush' ? await flush(store) : await OPS[op](store, ids);
+  } finally {
+    await store.close();
+  }
+  for (const id of r.missing) err.write(`smtp-receive: ${id}: no such message in ${queueDir}\n`);
+  for (const id of r.busy) err.write(`smtp-receive: ${id}: being delivered right now, not changed; try again\n`);
+  out.write(`smtp-receive: ${PAST[op]}: ${r.changed.length} message${r.changed.length === 1 ? '' : 's'}\n`);
+  return r.missing.length || r.busy.length ? 1 : 0;
+}
