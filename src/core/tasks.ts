@@ -49,6 +49,8 @@ export interface DeliverResult {
   delivered: string[];
   /** What deliver threw, for `message.error`. */
   error?: string;
+  /** A file exists at `message.textFile` (spooled, or an inline body written out by a hook). */
+  textFileExists: boolean;
 }
 
 export interface ExpiredTask {

@@ -48,7 +48,9 @@ export function heading(l: Layout): string {
 /** One message in mailq layout (without the blank line that separates messages). */
 export function mailqEntry(m: ListedMessage, l: Layout): string {
   const r = m.record;
-  const status = r.msg.id + (r.state === 'hold' ? '!' : m.active ? '*' : '');
+  // Postfix's "%s%c": the status character is always there (a space when neither), so with
+  // our 17-character ids every row of the long layout has the same columns
+  const status = r.msg.id + (r.state === 'hold' ? '!' : m.active ? '*' : ' ');
   const sender = r.msg.from || 'MAILER-DAEMON';
   const time = asctime(r.msg.time);
   let out = l.long

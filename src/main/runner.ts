@@ -73,11 +73,34 @@ export class QueueRunner {
     this.pump();
   }
 
-  /** Stops looking for work and waits for deliveries in flight. */
-  async stop(): Promise<void> {
+  /**
+   * Stops looking for work and waits up to `graceMs` for deliveries in flight.
+   * Returns the ids still in flight then (their workers are about to be ended:
+   * pass them to `releaseLeases` so another runner can take them at once).
+   */
+  async stop(graceMs = 10_000): Promise<string[]> {
     this.running = false;
     clearTimeout(this.timer);
-    await this.whenIdle();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.whenIdle(), new Promise<void>((r) => { timer = setTimeout(r, graceMs); })]);
+    clearTimeout(timer);
+    return [...this.active];
+  }
+
+  /** Gives up our leases on `ids` (attempts cut short by a shutdown): due again now. */
+  async releaseLeases(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const now = this.now();
+    await this.store.batch(() => {
+      for (const id of ids) {
+        this.store.updateSync(id, (r) => {
+          if (r.lease?.owner !== this.owner) return undefined;
+          const { lease: _lease, ...rest } = r;
+          return { ...rest, nextAttempt: now };
+        });
+      }
+    });
+    log.info('released %d lease(s) of deliveries cut short', ids.length);
   }
 
   private whenIdle(): Promise<void> {
@@ -194,11 +217,14 @@ export class QueueRunner {
       }, this.deliverTimeout);
       if (result.ok && result.done) {
         await this.store.update(id, () => null);
-        await unlink(record.msg.textFile).catch(() => {});
+        // the file goes after the record: a crash in between leaves an orphan, removed at start-up
+        if (result.textFileExists) await unlink(record.msg.textFile).catch(() => {});
         this.totals.delivered++;
         log.debug('%s: delivered', id);
         return;
       }
+      // cut short by our own shutdown: not an attempt to count; releaseLeases makes it due again
+      if (!this.running && isPoolFailure(result)) return;
       const now = this.now();
       const error = result.ok ? (result.error ?? 'not yet delivered') : firstLine(result.error);
       if (!result.ok) log.error('%s: deliver failed: %s', id, isPoolFailure(result) ? result.error : result.error);

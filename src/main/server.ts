@@ -133,8 +133,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     close() {
       closing ??= (async () => {
         await new Promise<void>((done) => smtp.close(() => done()));
-        await runner?.stop();
+        const cutShort = (await runner?.stop()) ?? [];
         await pool.close();
+        await runner?.releaseLeases(cutShort);
         await ctx.spoolSync.close();
         await store.close();
       })();

@@ -98,5 +98,6 @@ export async function deliverOnce(receiver: Receiver, store: QueueStore, task: D
     if (!done && customCheck && pending.length === 0 && !threw) done = true;
   }
   const kept = done ? [...delivered] : [...delivered].filter((r) => message.to.includes(r));
-  return { ok: true, done, message: snapshot(message, textFile), delivered: kept, error };
+  const textFileExists = task.storage === 'file' || existsSync(textFile);
+  return { ok: true, done, message: snapshot(message, textFile), delivered: kept, error, textFileExists };
 }
