@@ -52,6 +52,7 @@ export class QueueRunner {
   private reserved = 0;
   private pumping = false;
   private running = false;
+  private stopping = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly idle: Array<() => void> = [];
   private readonly slots: Array<() => void> = [];
@@ -80,6 +81,7 @@ export class QueueRunner {
    */
   async stop(graceMs = 10_000): Promise<string[]> {
     this.running = false;
+    this.stopping = true;
     clearTimeout(this.timer);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.whenIdle(), new Promise<void>((r) => { timer = setTimeout(r, graceMs); })]);
@@ -224,7 +226,7 @@ export class QueueRunner {
         return;
       }
       // cut short by our own shutdown: not an attempt to count; releaseLeases makes it due again
-      if (!this.running && isPoolFailure(result)) return;
+      if (this.stopping && isPoolFailure(result)) return;
       const now = this.now();
       const error = result.ok ? (result.error ?? 'not yet delivered') : firstLine(result.error);
       if (!result.ok) log.error('%s: deliver failed: %s', id, isPoolFailure(result) ? result.error : result.error);
