@@ -47,6 +47,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   const store = await QueueStore.open(queueDir);
   const removed = await removeOrphans(queueDir, (id) => store.has(id));
   if (removed) log.info('start-up: removed %d spool file(s) left without a record', removed);
+  if (receiver.doSyslog()) log.warn('doSyslog() is true, but syslog output is not implemented yet: logging to stderr');
   await receiver.prestart(receiver.config);
 
   const pool = new WorkerPool(
