@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { log } from '../core/log.ts';
 import { OptionError, type ServeOptions } from './options.ts';
 import { startServer } from './server.ts';
-import { CommandUsageError } from './command.ts';
+import { CommandUsageError, wholeNumber } from './command.ts';
 import { isQueueOp, queueOpCommand } from './queue-commands.ts';
 import { runqueue } from './runqueue.ts';
 import { showqueueCommand } from './showqueue.ts';
@@ -47,17 +47,11 @@ Options:
   -h, --help               show this help
 `;
 
-class UsageError extends Error {}
-
-function num(flag: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new UsageError(`--${flag}: expected a whole number, got ${JSON.stringify(v)}`);
-  return Number(v);
-}
+const num = wholeNumber;
 
 export function parseListen(v: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(v);
-  if (!m || Number(m[3]) > 65535) throw new UsageError(`--listen: expected HOST:PORT (e.g. 127.0.0.1:2525 or [::1]:2525), got ${JSON.stringify(v)}`);
+  if (!m || Number(m[3]) > 65535) throw new CommandUsageError(`--listen: expected HOST:PORT (e.g. 127.0.0.1:2525 or [::1]:2525), got ${JSON.stringify(v)}`);
   return { host: m[1] ?? m[2]!, port: Number(m[3]) };
 }
 
@@ -81,12 +75,12 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
       },
     });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new CommandUsageError((err as Error).message);
   }
   const { values: v, positionals } = parsed;
   if (v.help) return 'help';
-  if (positionals.length > 1) throw new UsageError(`serve takes one receiver module, got ${positionals.length} arguments`);
-  if (positionals.length === 1 && v.receiver) throw new UsageError('give the receiver either as an argument or with --receiver, not both');
+  if (positionals.length > 1) throw new CommandUsageError(`serve takes one receiver module, got ${positionals.length} arguments`);
+  if (positionals.length === 1 && v.receiver) throw new CommandUsageError('give the receiver either as an argument or with --receiver, not both');
   const listen = v.listen ? parseListen(v.listen) : undefined;
   return {
     receiverPath: v.receiver ?? positionals[0],
@@ -165,9 +159,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
     }
-    throw new UsageError(`unknown command ${JSON.stringify(command)} (try: smtp-receive serve --help)`);
+    throw new CommandUsageError(`unknown command ${JSON.stringify(command)} (try: smtp-receive serve --help)`);
   } catch (err) {
-    if (err instanceof UsageError || err instanceof CommandUsageError) {
+    if (err instanceof CommandUsageError) {
       process.stderr.write(`smtp-receive: ${err.message}\n`);
       return 2;
     }

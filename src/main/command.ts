@@ -13,3 +13,10 @@ export function queueDirFlag(flag: string | undefined): string {
   }
   return dir;
 }
+
+/** A whole-number flag value (undefined when the flag is absent). */
+export function wholeNumber(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new CommandUsageError(`--${flag}: expected a whole number, got ${JSON.stringify(v)}`);
+  return Number(v);
+}

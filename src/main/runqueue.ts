@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { createReceiver, overrides } from '../core/load.ts';
 import { isId } from '../core/id.ts';
 import { QueueStore } from '../core/store.ts';
-import { CommandUsageError, queueDirFlag } from './command.ts';
+import { CommandUsageError, queueDirFlag, wholeNumber as num } from './command.ts';
 import { findReceiver } from './find-receiver.ts';
 import { WorkerPool } from './pool.ts';
 import { QueueRunner } from './runner.ts';
@@ -23,12 +23,6 @@ Options:
   -h, --help               show this help
 `;
 
-
-function num(flag: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new CommandUsageError(`--${flag}: expected a whole number, got ${JSON.stringify(v)}`);
-  return Number(v);
-}
 
 export async function runqueue(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
   let parsed;
