@@ -1,0 +1,202 @@
+/**
+ * `npm run bench -- <scenario> [--quick] [--compare postfix,sink] [--client smtp-source] …`
+ *
+ * Starts the server(s) itself (each on 127.0.0.1, a free port, a fresh temporary
+ * queue), runs the scenario's steps, prints a table and writes the results as JSON
+ * to bench/results/. With --compare the same load runs against every target in
+ * the same run, interleaved (A B C, then C B A, …), and ratios are reported.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { runLoad, type LoadOptions, type LoadResult } from './loadgen.ts';
+import { formatTable, ratios, summarize, type RunRecord } from './report.ts';
+import { SCENARIOS, type Scenario, type Step } from './scenarios.ts';
+import { runSmtpSource } from './smtp-source.ts';
+import { BENCH, ROOT, TARGETS, startTarget, type Target, type TargetName } from './targets.ts';
+
+const USAGE = `Usage: npm run bench -- <scenario> [options]
+
+Scenarios:
+${Object.values(SCENARIOS).map((s) => `  ${s.name.padEnd(15)} ${s.description}`).join('\n')}
+
+Options:
+  --quick              fewer messages and rounds
+  --compare LIST       also run the same load against: ${TARGETS.filter((t) => t !== 'smtp-receive').join(', ')} (comma-separated)
+  --rounds N           rounds per step (default 1; with --compare 5, or 3 with --quick)
+  --sessions LIST      only these session counts (e.g. 16 or 1,16) for steps that vary them
+  --messages N         messages per run instead of the scenario's
+  --client NAME        loadgen (default) or smtp-source (Postfix's; no pipelining, no latencies)
+  --pipelining         pipeline MAIL/RCPT/DATA in every step
+  --serve-args "…"     more flags for \`smtp-receive serve\` (e.g. "--inline-max 0")
+  --built              run the built CLI (bin/smtp-receive.js, dist/ as it is) instead of src/ under tsx
+  --max-minutes N      stop everything after N minutes (default 30)
+`;
+
+interface RunOptions {
+  quick: boolean;
+  targets: TargetName[];
+  rounds: number;
+  sessions?: number[];
+  messages?: number;
+  client: 'loadgen' | 'smtp-source';
+  pipelining: boolean;
+  serveArgs: string[];
+  built: boolean;
+  maxMinutes: number;
+}
+
+function parse(argv: string[]): { scenario: Scenario; o: RunOptions } {
+  const { values: v, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      quick: { type: 'boolean', default: false }, compare: { type: 'string' }, rounds: { type: 'string' },
+      sessions: { type: 'string' }, messages: { type: 'string' }, client: { type: 'string', default: 'loadgen' },
+      pipelining: { type: 'boolean', default: false }, 'serve-args': { type: 'string' }, built: { type: 'boolean', default: false },
+      'max-minutes': { type: 'string', default: '30' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (v.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  if (positionals.length !== 1) throw new UsageError(USAGE);
+  const scenario = SCENARIOS[positionals[0]!];
+  if (!scenario) throw new UsageError(`unknown scenario ${JSON.stringify(positionals[0])}\n\n${USAGE}`);
+  const compare = (v.compare ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const t of compare) if (!TARGETS.includes(t as TargetName) || t === 'smtp-receive') throw new UsageError(`--compare: unknown target ${JSON.stringify(t)}`);
+  if (compare.length && !scenario.comparable) throw new UsageError(`the ${scenario.name} scenario runs smtp-receive only (no --compare)`);
+  if (v.client !== 'loadgen' && v.client !== 'smtp-source') throw new UsageError('--client: loadgen or smtp-source');
+  if (v.client === 'smtp-source' && scenario.steps(true).some((s) => s.load.probeIntervalMs)) throw new UsageError(`--client smtp-source cannot run ${scenario.name}`);
+  const list = (s: string | undefined): number[] | undefined => s?.split(',').map(Number);
+  const rounds = v.rounds ? Number(v.rounds) : compare.length ? (v.quick ? 3 : 5) : 1;
+  return {
+    scenario,
+    o: {
+      quick: v.quick, targets: ['smtp-receive', ...(compare as TargetName[])], rounds,
+      sessions: list(v.sessions), messages: v.messages ? Number(v.messages) : undefined,
+      client: v.client, pipelining: v.pipelining, serveArgs: v['serve-args']?.split(/\s+/).filter(Boolean) ?? [],
+      built: v.built, maxMinutes: Number(v['max-minutes']),
+    },
+  };
+}
+
+class UsageError extends Error {}
+
+function steps(scenario: Scenario, o: RunOptions): Step[] {
+  let list = scenario.steps(o.quick);
+  if (o.sessions) {
+    const varied = new Set(list.map((s) => s.load.sessions)).size > 1;
+    if (varied) list = list.filter((s) => o.sessions!.includes(s.load.sessions));
+    else list = list.flatMap((s) => o.sessions!.map((n) => ({ label: s.label.replace(/x\d+/, `x${n}`), load: { ...s.load, sessions: n } })));
+  }
+  return list.map((s) => ({
+    label: s.label,
+    load: { ...s.load, messages: o.messages ?? s.load.messages, pipelining: s.load.pipelining || o.pipelining },
+  }));
+}
+
+function load(step: Step, target: Target, timeoutMs: number, messages?: number): LoadOptions {
+  return {
+    host: '127.0.0.1', port: target.port, rcptDomain: 'localhost', timeoutMs, serverPid: target.pid, serverTree: target.tree,
+    ...step.load, ...(messages === undefined ? {} : { messages }),
+  };
+}
+
+function versionOf(name: TargetName, built: boolean): string {
+  const run = (cmd: string, args: string[]): string => {
+    try {
+      return execFileSync(cmd, args, { encoding: 'utf8', cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return '?';
+    }
+  };
+  const pkg = (p: string): string => (JSON.parse(readFileSync(join(ROOT, p), 'utf8')) as { version: string }).version;
+  if (name === 'postfix') return `postfix ${run('postconf', ['-dh', 'mail_version'])}`;
+  if (name !== 'smtp-receive') return `smtp-server ${pkg('node_modules/smtp-server/package.json')} (patched), Node ${process.version}`;
+  const dirty = run('git', ['--no-optional-locks', 'status', '--porcelain', '--', 'src']) ? ', src modified' : '';
+  return `smtp-receive ${pkg('package.json')} (git ${run('git', ['rev-parse', '--short', 'HEAD'])}${dirty}; ${built ? 'built dist/' : 'src/ under tsx'})`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { scenario, o } = parse(argv);
+  if (scenario.unavailable) {
+    process.stderr.write(`bench ${scenario.name}: ${scenario.unavailable}\n`);
+    return 3;
+  }
+  const watchdog = setTimeout(() => {
+    process.stderr.write(`bench: stopped after --max-minutes ${o.maxMinutes}\n`);
+    process.exit(4); // the 'exit' handler in targets.ts kills the servers we started
+  }, o.maxMinutes * 60_000);
+  watchdog.unref();
+  const client = o.client === 'smtp-source' ? runSmtpSource : runLoad;
+  const started = new Date();
+  const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model, memoryMB: Math.round(totalmem() / 2 ** 20), loadavgAtStart: loadavg() };
+  const plan = steps(scenario, o);
+  process.stdout.write(`bench ${scenario.name}: ${scenario.description}\n`
+    + `targets ${o.targets.join(', ')}; client ${o.client}; ${o.rounds} round(s); ${machine.cores} cores, Node ${process.version}, load average ${machine.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}\n`);
+
+  const targets: Target[] = [];
+  const records: RunRecord[] = [];
+  const logs: Record<string, { lines: number; tail: string }> = {};
+  try {
+    for (const name of o.targets) {
+      targets.push(await startTarget(name, {
+        maxSeconds: o.maxMinutes * 60 + 60, receiver: scenario.receiver, serveArgs: o.serveArgs, built: o.built,
+      }));
+    }
+    for (const step of plan) {
+      if (o.client === 'smtp-source' && step.load.pipelining) {
+        process.stdout.write(`${step.label}: skipped (smtp-source does not pipeline)\n`);
+        continue;
+      }
+      if (scenario.warmup !== false) { // warm-up (JIT, process pools), not recorded
+        for (const t of targets) await client(load(step, t, scenario.runTimeoutMs, Math.min(step.load.messages, Math.max(step.load.sessions * 2, 200))));
+      }
+      for (let round = 1; round <= o.rounds; round++) {
+        const order = round % 2 ? targets : [...targets].reverse();
+        for (const t of order) {
+          const result: LoadResult = await client(load(step, t, scenario.runTimeoutMs));
+          records.push({ step: step.label, target: t.name, round, result });
+          const errs = Object.keys(result.errors).length ? ` errors ${JSON.stringify(result.errors)}` : '';
+          process.stdout.write(`  ${step.label} round ${round} ${t.name}: ${result.accepted}/${step.load.messages} accepted, `
+            + `${result.msgPerSec.toFixed(0)} msg/s, p99 ${result.latencyMs.p99} ms, `
+            + `CPU ${result.server?.cpuSecPer1k ?? '-'} s/1k, RSS ${((result.server?.peakRssBytes ?? 0) / 2 ** 20).toFixed(0)} MB${errs}\n`);
+        }
+      }
+    }
+  } finally {
+    for (const t of targets) logs[t.name] = t.log();
+    await Promise.all(targets.map((t) => t.stop()));
+  }
+
+  const summaries = summarize(records);
+  const rs = ratios(records);
+  process.stdout.write(`\n${formatTable(summaries, rs)}\n`);
+  const problems = scenario.check?.(records.map((r) => ({ step: r.step, result: r.result }))) ?? [];
+  const noisy = Object.entries(logs).filter(([name, l]) => l.lines > (name === 'smtp-receive' ? 2 : 0));
+  for (const [name, l] of noisy) process.stdout.write(`\n${name} wrote ${l.lines} line(s) to stderr; the last ones:\n${l.tail.split('\n').slice(-6).join('\n')}\n`);
+
+  const dir = join(BENCH, 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${scenario.name}-${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify({
+    scenario: scenario.name, description: scenario.description, started: started.toISOString(), finished: new Date().toISOString(),
+    machine: { ...machine, loadavgAtEnd: loadavg() }, node: process.version, options: { ...o, argv }, targets: o.targets.map((t) => ({ name: t, version: versionOf(t, o.built) })),
+    steps: plan, runs: records, summary: summaries, ratios: rs, serverStderr: logs, problems,
+  }, null, 2)}\n`);
+  process.stdout.write(`\nresults: ${file}\n`);
+  for (const p of problems) process.stderr.write(`bench ${scenario.name}: FAILED: ${p}\n`);
+  return problems.length ? 1 : 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    process.stderr.write(err instanceof UsageError ? `${err.message}\n` : `bench: ${err.stack ?? err.message}\n`);
+    process.exit(err instanceof UsageError ? 2 : 1);
+  },
+);

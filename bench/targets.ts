@@ -1,0 +1,178 @@
+/**
+ * The servers under test, each started by the bench on 127.0.0.1, a free port
+ * and its own fresh temporary directory, and stopped by the pid it started.
+ *
+ * - `smtp-receive`: `node --import tsx src/main/cli.ts serve …`, or with `built`
+ *   `node bin/smtp-receive.js serve …` (dist/ as it is: the bench does not build it).
+ * - `postfix`: a private instance (bench/postfix/setup.sh), master in the foreground.
+ * - `sink` / `sink-nofsync`: bench/sink.ts, a bare smtp-server writing files.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { processTree } from './procstat.ts';
+
+export const BENCH = dirname(fileURLToPath(import.meta.url));
+export const ROOT = dirname(BENCH);
+/**
+ * Preloaded into every server the bench starts (`node --import GUARD …`): the
+ * server stops itself (SIGTERM to itself) when its parent, the bench, goes away,
+ * or after BENCH_MAX_SECONDS. So no run leaves a server behind.
+ */
+const GUARD = `data:text/javascript,${encodeURIComponent(`
+  import { isMainThread } from 'node:worker_threads';
+  if (isMainThread) {
+    const parent = process.ppid;
+    const stop = () => {
+      process.kill(process.pid, 'SIGTERM');
+      setTimeout(() => process.exit(1), 10000).unref();
+    };
+    setInterval(() => { if (process.ppid !== parent) stop(); }, 1000).unref();
+    setTimeout(stop, Number(process.env.BENCH_MAX_SECONDS ?? 1800) * 1000).unref();
+  }`)}`;
+
+export const TARGETS = ['smtp-receive', 'postfix', 'sink', 'sink-nofsync'] as const;
+export type TargetName = (typeof TARGETS)[number];
+
+export interface TargetOptions {
+  /** smtp-receive: a receiver module (e.g. bench/fixtures/cpu-predeliver.ts). */
+  receiver?: string;
+  /** smtp-receive: more `serve` flags. */
+  serveArgs?: string[];
+  /** smtp-receive: run the built CLI (bin/, dist/) instead of the sources under tsx. */
+  built?: boolean;
+  /** Longest life of the server, s (it stops itself after it). */
+  maxSeconds: number;
+}
+
+export interface Target {
+  name: TargetName;
+  pid: number;
+  port: number;
+  /** CPU/RSS are summed over the process tree (Postfix's many processes). */
+  tree: boolean;
+  /** What the server wrote to stderr (last 8 KiB) and how many lines. */
+  log(): { lines: number; tail: string };
+  stop(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once a connection to the port gets a 220 greeting. */
+async function waitForGreeting(port: number, child: ChildProcess, what: string, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode) throw new Error(`${what} exited during start-up`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port });
+      s.setTimeout(2000, () => s.destroy());
+      s.once('data', (d: Buffer) => {
+        resolve(d.subarray(0, 3).toString() === '220');
+        s.end('QUIT\r\n');
+      });
+      s.on('error', () => resolve(false));
+      s.on('close', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > until) throw new Error(`${what} did not greet on port ${port} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const exited = (child: ChildProcess): Promise<void> =>
+  child.exitCode !== null || child.signalCode ? Promise.resolve() : new Promise((r) => child.once('exit', () => r()));
+
+/** SIGTERM to the pid we started, SIGKILL after `graceMs`; then the same for descendants left behind. */
+async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  const pid = child.pid!;
+  const family = processTree(pid).filter((p) => p !== pid);
+  if (child.exitCode === null && !child.signalCode) {
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited(child);
+    clearTimeout(timer);
+  }
+  for (let i = 0; i < 50; i++) {
+    const left = family.filter((p) => existsSync(`/proc/${p}`));
+    if (left.length === 0) return;
+    if (i === 49) for (const p of left) try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function capture(child: ChildProcess): () => { lines: number; tail: string } {
+  let tail = '';
+  let lines = 0;
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    for (let i = d.indexOf('\n'); i >= 0; i = d.indexOf('\n', i + 1)) lines++;
+    tail = (tail + d).slice(-8192);
+  });
+  child.stdout?.resume();
+  return () => ({ lines, tail });
+}
+
+/** Every child the bench started and has not stopped yet (stopped on exit, whatever happens). */
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of running) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+export async function startTarget(name: TargetName, o: TargetOptions): Promise<Target> {
+  const dir = await mkdtemp(join(tmpdir(), `bench-${name}-`));
+  const port = await freePort();
+  const env = { ...process.env, BENCH_MAX_SECONDS: String(o.maxSeconds) };
+  let child: ChildProcess;
+  let tree = false;
+  if (name === 'smtp-receive') {
+    const args = ['--listen', `127.0.0.1:${port}`, '--queue', join(dir, 'queue'), '--no-reverse-dns',
+      '--hostname', 'bench.invalid', ...(o.receiver ? ['--receiver', o.receiver] : []), ...(o.serveArgs ?? [])];
+    // a receiver module in TypeScript needs tsx in the built CLI too (workers inherit the flag)
+    const tsx = !o.built || o.receiver?.endsWith('.ts') ? ['--import', 'tsx'] : [];
+    const entry = o.built ? [join(ROOT, 'bin', 'smtp-receive.js'), 'serve'] : [join(ROOT, 'src', 'main', 'cli.ts'), 'serve'];
+    child = spawn(process.execPath, ['--import', GUARD, ...tsx, ...entry, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  } else if (name === 'sink' || name === 'sink-nofsync') {
+    const args = ['--port', String(port), '--dir', dir, ...(name === 'sink-nofsync' ? ['--nofsync'] : [])];
+    child = spawn(process.execPath, ['--import', GUARD, '--import', 'tsx', join(BENCH, 'sink.ts'), ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  } else if (name === 'postfix') {
+    let etc: string;
+    try {
+      etc = execFileSync('sh', [join(BENCH, 'postfix', 'setup.sh'), dir, String(port)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`postfix setup failed: ${String((err as { stderr?: string }).stderr ?? err).trim()}`);
+    }
+    const master = join(execFileSync('postconf', ['-dh', 'daemon_directory'], { encoding: 'utf8' }).trim(), 'master');
+    // -d: stay in the foreground (its pid is ours); -e: exit by itself after maxSeconds
+    child = spawn(master, ['-c', etc, '-d', '-e', String(o.maxSeconds)], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    tree = true;
+  } else {
+    throw new Error(`unknown target ${JSON.stringify(name)} (known: ${TARGETS.join(', ')})`);
+  }
+  running.add(child);
+  const log = capture(child);
+  const stop = async (): Promise<void> => {
+    await stopChild(child);
+    running.delete(child);
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitForGreeting(port, child, name);
+  } catch (err) {
+    await stop();
+    throw new Error(`${(err as Error).message}${log().tail ? `:\n${log().tail}` : ''}`);
+  }
+  return { name, pid: child.pid!, port, tree, log, stop };
+}
