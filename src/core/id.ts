@@ -9,18 +9,22 @@ import { randomInt } from 'node:crypto';
 const SEQ_SPACE = 36 ** 4;
 const PROCESS_TAG = randomInt(36 ** 4).toString(36).padStart(4, '0').toUpperCase();
 let lastMs = 0;
+let msPart = '';
 let seq = 0;
 
 export function newId(now = Date.now()): string {
   if (now > lastMs) {
     lastMs = now;
     seq = 0;
+    msPart = '';
   } else if (++seq >= SEQ_SPACE) {
     // more than 1.6M ids in one ms: borrow the next millisecond
     lastMs += 1;
     seq = 0;
+    msPart = '';
   }
-  return lastMs.toString(36).padStart(9, '0').toUpperCase() + seq.toString(36).padStart(4, '0').toUpperCase() + PROCESS_TAG;
+  if (!msPart) msPart = lastMs.toString(36).padStart(9, '0').toUpperCase();
+  return msPart + seq.toString(36).padStart(4, '0').toUpperCase() + PROCESS_TAG;
 }
 
 const ID = /^[0-9A-Z]{17}$/;

@@ -87,9 +87,13 @@ export const Replies = {
   shuttingDown: new SmtpReply(421, '4.3.2', 'Service shutting down, try again later'),
 } as const;
 
-/** Builds an accepted-message reply. */
-export function queuedReply(id: string): SmtpReply {
-  return new SmtpReply(250, '2.0.0', `Ok: queued as ${id}`);
+/**
+ * The text of the 250 after DATA (smtp-server prefixes the code). A string, not
+ * an SmtpReply: this runs once per message and an Error subclass would capture
+ * a stack trace each time.
+ */
+export function queuedLine(id: string): string {
+  return `2.0.0 Ok: queued as ${id}`;
 }
 
 export interface Verdict {

@@ -9,7 +9,7 @@ import type { SMTPServerSession } from 'smtp-server';
 import { traceHeaders } from '../core/headers.ts';
 import { newId } from '../core/id.ts';
 import { log } from '../core/log.ts';
-import { Replies, SmtpReply, queuedReply, toServerError } from '../core/reply.ts';
+import { Replies, SmtpReply, queuedLine, toServerError } from '../core/reply.ts';
 import { spoolPath } from '../core/spool.ts';
 import type { QueueRecord } from '../core/store.ts';
 import type { MessageSnapshot } from '../core/types.ts';
@@ -33,13 +33,14 @@ function storageReply(err: unknown, where: string): SmtpReply {
 export function onData(ctx: Context) {
   return (stream: Readable, session: SMTPServerSession, done: Done): void => {
     accept(ctx, stream, session).then(
-      (reply) => (reply.code === 250 ? done(null, reply.line) : done(toServerError(reply))),
+      (reply) => (typeof reply === 'string' ? done(null, reply) : done(toServerError(reply))),
       (err) => done(toServerError(replyFor(err, 'DATA'))),
     );
   };
 }
 
-async function accept(ctx: Context, stream: Readable, session: SMTPServerSession): Promise<SmtpReply> {
+/** Resolves to the 250 text when the message is queued, or the refusal. */
+async function accept(ctx: Context, stream: Readable, session: SMTPServerSession): Promise<SmtpReply | string> {
   const client = clients.get(session)!;
   const to = [...new Set(transactions.get(session.envelope)?.to ?? [])];
   const id = newId();
@@ -99,5 +100,5 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
   }
   if (lease) ctx.runner!.enqueued(record);
   if (log.enabled('debug')) log.debug('%s: queued from=<%s> to=%d size=%d client=%s', id, message.from, to.length, data.size, client.remoteAddress);
-  return queuedReply(id);
+  return queuedLine(id);
 }
