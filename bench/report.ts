@@ -6,6 +6,8 @@ export interface RunRecord {
   target: string;
   round: number;
   result: LoadResult;
+  /** The server's main-thread event-loop delay during the run, ms (Node servers). */
+  loopDelayMs?: { p50: number; p99: number; max: number };
 }
 
 export interface Summary {

@@ -159,12 +159,15 @@ async function main(argv: string[]): Promise<number> {
       for (let round = 1; round <= o.rounds; round++) {
         const order = round % 2 ? targets : [...targets].reverse();
         for (const t of order) {
+          await t.loopDelay(); // start the event-loop delay histogram afresh
           const result: LoadResult = await client(load(step, t, scenario.runTimeoutMs));
-          records.push({ step: step.label, target: t.name, round, result });
+          const loopDelayMs = await t.loopDelay();
+          records.push({ step: step.label, target: t.name, round, result, loopDelayMs });
           const errs = Object.keys(result.errors).length ? ` errors ${JSON.stringify(result.errors)}` : '';
           process.stdout.write(`  ${step.label} round ${round} ${t.name}: ${result.accepted}/${step.load.messages} accepted, `
             + `${result.msgPerSec.toFixed(0)} msg/s, p99 ${result.latencyMs.p99} ms, `
-            + `CPU ${result.server?.cpuSecPer1k ?? '-'} s/1k, RSS ${((result.server?.peakRssBytes ?? 0) / 2 ** 20).toFixed(0)} MB${errs}\n`);
+            + `CPU ${result.server?.cpuSecPer1k ?? '-'} s/1k, RSS ${((result.server?.peakRssBytes ?? 0) / 2 ** 20).toFixed(0)} MB`
+            + `${loopDelayMs ? `, event-loop delay p99 ${loopDelayMs.p99} ms (max ${loopDelayMs.max})` : ''}${errs}\n`);
         }
       }
     }

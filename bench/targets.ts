@@ -8,7 +8,7 @@
  * - `sink` / `sink-nofsync`: bench/sink.ts, a bare smtp-server writing files.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -25,6 +25,18 @@ export const ROOT = dirname(BENCH);
  */
 const GUARD = `data:text/javascript,${encodeURIComponent(`
   import { isMainThread } from 'node:worker_threads';
+  import { monitorEventLoopDelay } from 'node:perf_hooks';
+  import { writeFileSync } from 'node:fs';
+  if (isMainThread && process.env.BENCH_LOOP_DELAY_FILE) {
+    // the main thread's event-loop delay: SIGUSR2 writes the histogram since the last SIGUSR2, then resets it
+    const h = monitorEventLoopDelay({ resolution: 5 });
+    h.enable();
+    process.on('SIGUSR2', () => {
+      const ms = (ns) => Math.round(ns / 1e4) / 100;
+      writeFileSync(process.env.BENCH_LOOP_DELAY_FILE, JSON.stringify({ p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max), at: Date.now() }));
+      h.reset();
+    });
+  }
   if (isMainThread) {
     const parent = process.ppid;
     const stop = () => {
@@ -58,6 +70,8 @@ export interface Target {
   /** What the server wrote to stderr (last 8 KiB) and how many lines. */
   log(): { lines: number; tail: string };
   stop(): Promise<void>;
+  /** Main-thread event-loop delay since the previous call (Node targets only). */
+  loopDelay(): Promise<LoopDelay | undefined>;
 }
 
 export function freePort(): Promise<number> {
@@ -133,7 +147,8 @@ process.on('exit', () => {
 export async function startTarget(name: TargetName, o: TargetOptions): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), `bench-${name}-`));
   const port = await freePort();
-  const env = { ...process.env, BENCH_MAX_SECONDS: String(o.maxSeconds) };
+  const loopDelayFile = join(dir, 'loop-delay.json');
+  const env = { ...process.env, BENCH_MAX_SECONDS: String(o.maxSeconds), BENCH_LOOP_DELAY_FILE: loopDelayFile };
   let child: ChildProcess;
   let tree = false;
   if (name === 'smtp-receive') {
@@ -174,5 +189,26 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
     await stop();
     throw new Error(`${(err as Error).message}${log().tail ? `:\n${log().tail}` : ''}`);
   }
-  return { name, pid: child.pid!, port, tree, log, stop };
+  /** Node targets: the event-loop delay of the main thread since the previous call (SIGUSR2 to the guard). */
+  const loopDelay = async (): Promise<LoopDelay | undefined> => {
+    if (tree) return undefined;
+    const before = Date.now();
+    process.kill(child.pid!, 'SIGUSR2');
+    for (let i = 0; i < 50; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      try {
+        const d = JSON.parse(readFileSync(loopDelayFile, 'utf8')) as LoopDelay & { at: number };
+        if (d.at >= before) return { p50: d.p50, p99: d.p99, max: d.max };
+      } catch { /* not written yet */ }
+    }
+    return undefined;
+  };
+  return { name, pid: child.pid!, port, tree, log, stop, loopDelay };
+}
+
+/** Event-loop delay of a server's main thread over one run, ms. */
+export interface LoopDelay {
+  p50: number;
+  p99: number;
+  max: number;
 }
