@@ -9,7 +9,7 @@ export async function loadReceiverClass(path: string | undefined): Promise<typeo
   const file = isAbsolute(path) ? path : resolve(path);
   let mod: { default?: unknown };
   try {
-    mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    mod = await importModule(file);
   } catch (err) {
     throw new Error(`receiver module ${file} could not be loaded: ${(err as Error).message}`, { cause: err });
   }
@@ -17,6 +17,23 @@ export async function loadReceiverClass(path: string | undefined): Promise<typeo
     throw new Error(`receiver module ${file} must default-export a subclass of Receiver (from 'smtp-receive')`);
   }
   return mod.default;
+}
+
+/**
+ * Imports a module; a TypeScript receiver loads through tsx (a dependency),
+ * registered on first need — worker threads do not inherit a parent's loader.
+ */
+async function importModule(file: string): Promise<{ default?: unknown }> {
+  const url = pathToFileURL(file).href;
+  try {
+    return (await import(url)) as { default?: unknown };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_UNKNOWN_FILE_EXTENSION' || !/\.[cm]?ts$/.test(file)) throw err;
+    const { register } = await import('tsx/esm/api');
+    register();
+    // a new URL: the failed import above stays cached under the plain one
+    return (await import(`${url}?tsx`)) as { default?: unknown };
+  }
 }
 
 export async function createReceiver(path: string | undefined, config: ReceiverConfig): Promise<Receiver> {
