@@ -12,12 +12,13 @@
  * and the worker threads; the main thread's JS heap is the runner's own memory.)
  * Writes JSON to bench/results/queue-scale-<time>.json and prints a table.
  */
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { newId } from '../src/core/id.ts';
-import { dueAt, QueueStore, type QueueRecord } from '../src/core/store.ts';
+import { QueueStore } from '../src/core/store.ts';
+import { fillQueue } from './fill-queue.ts';
 import { WorkerPool } from '../src/main/pool.ts';
 import { QueueRunner } from '../src/main/runner.ts';
 
@@ -30,6 +31,11 @@ const RECEIVER = new URL('./fixtures/trivial-deliver.ts', import.meta.url).pathn
 const BODY = Buffer.alloc(4096, 'x');
 
 const rssMiB = (): number => Math.round(process.memoryUsage().rss / 2 ** 20);
+/** Anonymous RSS (heap, stacks, buffers): RSS without the file-backed LMDB pages the process mapped. */
+const anonMiB = (): number => {
+  const m = /RssAnon:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : -1;
+};
 const heapMiB = (): number => {
   global.gc?.();
   return Math.round(process.memoryUsage().heapUsed / 2 ** 20);
@@ -38,36 +44,6 @@ const heapMiB = (): number => {
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
-}
-
-async function fill(store: QueueStore, n: number, now: number): Promise<{ firstRate: number; lastRate: number }> {
-  const batch = 10_000;
-  const rates: number[] = [];
-  for (let done = 0; done < n; done += batch) {
-    const t0 = performance.now();
-    const count = Math.min(batch, n - done);
-    await store.batch(() => {
-      for (let i = 0; i < count; i++) {
-        const k = done + i;
-        const id = newId();
-        const due = k % Math.round(1 / dueFraction) === 0;
-        const record: QueueRecord = {
-          v: 1, state: 'queued', storage: 'inline', attempts: 0, nextAttempt: due ? now - 1000 : now + 86_400_000,
-          msg: {
-            id, peerAddr: '127.0.0.1', peerHost: '', ident: '', helo: 'bench', mimeType: '7BIT',
-            from: 'bench@example.org', to: ['user@localhost'], time: now, textFile: join(store.queueDir, 'spool', `${id}.eml`), size: BODY.length,
-          },
-        };
-        store.messages.put(id, record);
-        store.bodies.put(id, BODY);
-        store.due.put([dueAt(record)!, id], null);
-      }
-    });
-    rates.push(count / ((performance.now() - t0) / 1000));
-  }
-  const tenth = Math.max(1, Math.floor(rates.length / 10));
-  const avg = (xs: number[]): number => Math.round(xs.reduce((a, b) => a + b, 0) / xs.length);
-  return { firstRate: avg(rates.slice(0, tenth)), lastRate: avg(rates.slice(-tenth)) };
 }
 
 interface Row {
@@ -82,6 +58,8 @@ interface Row {
   rssAfterMiB: number;
   heapBeforeMiB: number;
   heapAfterMiB: number;
+  anonBeforeMiB: number;
+  anonAfterMiB: number;
 }
 
 async function measure(n: number): Promise<Row> {
@@ -90,7 +68,7 @@ async function measure(n: number): Promise<Row> {
     await mkdir(join(dir, 'spool'));
     const store = await QueueStore.open(dir);
     const now = Date.now();
-    const { firstRate, lastRate } = await fill(store, n, now);
+    const { firstRate, lastRate } = await fillQueue(store, n, now, dueFraction, BODY);
     const samples: number[] = [];
     for (let i = 0; i < 200; i++) {
       const t0 = performance.now();
@@ -101,11 +79,13 @@ async function measure(n: number): Promise<Row> {
     await pool.ready();
     const heapBefore = heapMiB();
     const rssBefore = rssMiB();
+    const anonBefore = anonMiB();
     const runner = new QueueRunner(store, pool, { concurrency: 16 });
     const t0 = performance.now();
     const summary = await runner.runOnce();
     const passSeconds = (performance.now() - t0) / 1000;
     const rssAfter = rssMiB();
+    const anonAfter = anonMiB();
     const heapAfter = heapMiB();
     await pool.close();
     await store.close();
@@ -113,7 +93,7 @@ async function measure(n: number): Promise<Row> {
       queued: n, due: summary.attempted, fillRateFirst: firstRate, fillRateLast: lastRate,
       lookupMedianMs: Number(median(samples).toFixed(4)), passSeconds: Number(passSeconds.toFixed(2)),
       delivered: summary.delivered, rssBeforeMiB: rssBefore, rssAfterMiB: rssAfter,
-      heapBeforeMiB: heapBefore, heapAfterMiB: heapAfter,
+      heapBeforeMiB: heapBefore, heapAfterMiB: heapAfter, anonBeforeMiB: anonBefore, anonAfterMiB: anonAfter,
     };
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -126,10 +106,10 @@ for (const n of sizes) {
   rows.push(row);
   console.log(JSON.stringify(row));
 }
-console.log('\n| queued | due | enqueue/s first 10% | last 10% | due look-up (median) | runner pass | delivered | main heap before → after | RSS before → after |');
-console.log('|---:|---:|---:|---:|---:|---:|---:|---|---|');
+console.log('\n| queued | due | enqueue/s first 10% | last 10% | due look-up (median) | runner pass | delivered | main heap before → after | anon RSS before → after | RSS before → after |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---|---|---|');
 for (const r of rows) {
-  console.log(`| ${r.queued.toLocaleString('en')} | ${r.due} | ${r.fillRateFirst.toLocaleString('en')} | ${r.fillRateLast.toLocaleString('en')} | ${r.lookupMedianMs} ms | ${r.passSeconds} s | ${r.delivered} | ${r.heapBeforeMiB} → ${r.heapAfterMiB} MiB | ${r.rssBeforeMiB} → ${r.rssAfterMiB} MiB |`);
+  console.log(`| ${r.queued.toLocaleString('en')} | ${r.due} | ${r.fillRateFirst.toLocaleString('en')} | ${r.fillRateLast.toLocaleString('en')} | ${r.lookupMedianMs} ms | ${r.passSeconds} s | ${r.delivered} | ${r.heapBeforeMiB} → ${r.heapAfterMiB} MiB | ${r.anonBeforeMiB} → ${r.anonAfterMiB} MiB | ${r.rssBeforeMiB} → ${r.rssAfterMiB} MiB |`);
 }
 await mkdir(new URL('./results/', import.meta.url), { recursive: true });
 const out = new URL(`./results/queue-scale-${new Date().toISOString().replace(/[:.]/g, '-')}.json`, import.meta.url);

@@ -6,7 +6,7 @@
  * to bench/results/. With --compare the same load runs against every target in
  * the same run, interleaved (A B C, then C B A, …), and ratios are reported.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -123,6 +123,11 @@ function versionOf(name: TargetName, built: boolean): string {
 
 async function main(argv: string[]): Promise<number> {
   const { scenario, o } = parse(argv);
+  if (scenario.script) {
+    const args = [...(o.quick ? scenario.script.quickArgs : []), ...(o.built ? ['--built'] : [])];
+    const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH, scenario.script.file), ...args], { cwd: ROOT, stdio: 'inherit' });
+    return new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? 1)));
+  }
   if (scenario.unavailable) {
     process.stderr.write(`bench ${scenario.name}: ${scenario.unavailable}\n`);
     return 3;

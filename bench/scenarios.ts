@@ -27,6 +27,8 @@ export interface Scenario {
   check?(results: Array<{ step: string; result: LoadResult }>): string[];
   /** Not available yet: the message printed instead of running. */
   unavailable?: string;
+  /** A scenario that is its own script in bench/ (run with the --built/--quick flags passed on). */
+  script?: { file: string; quickArgs: string[] };
 }
 
 const KiB = 1024;
@@ -118,20 +120,19 @@ export const SCENARIOS: Record<string, Scenario> = {
   },
   delivery: {
     name: 'delivery',
-    description: 'delivery throughput: a queue of 100,000 messages drained by a trivial deliver()',
+    description: 'delivery throughput: a queue of 100,000 messages drained by `runqueue` with a trivial deliver()',
     steps: () => [],
     runTimeoutMs: 0,
     comparable: false,
-    unavailable: 'not available yet: needs the queue runner wired into the bench (fill a queue with --no-runner, then time '
-      + '`smtp-receive runqueue` draining it); meanwhile bench/queue-scale.ts times a runner pass with a trivial deliver',
+    script: { file: 'delivery.ts', quickArgs: ['--size', '10000'] },
   },
   'queue-1m': {
     name: 'queue-1m',
-    description: 'a queue of 1,000,000 messages: enqueue rate at the end vs the start, showqueue --json time, runner memory',
+    description: 'a queue of 1,000,000 messages: SMTP enqueue rate at the end vs the start, showqueue --json time '
+      + '(runner look-up time and memory at 10k/100k/1M: bench/queue-scale.ts)',
     steps: () => [],
     runTimeoutMs: 0,
     comparable: false,
-    unavailable: 'not available yet here: see bench/queue-scale.ts '
-      + '(node --expose-gc --import tsx bench/queue-scale.ts --sizes 1000000), which fills a queue directly',
+    script: { file: 'queue-1m.ts', quickArgs: ['--size', '100000', '--messages', '2000'] },
   },
 };

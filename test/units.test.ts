@@ -249,3 +249,35 @@ describe('spool.ts', () => {
     assert.deepEqual(await readdir(spoolDir(queue)), [`${kept}.eml`]);
   });
 });
+
+describe('overrides (which hooks a receiver defines)', async () => {
+  const { overrides } = await import('../src/core/load.ts');
+  const { Receiver } = await import('../src/core/receiver.ts');
+
+  it('sees hooks a subclass defines, and not the base class defaults', () => {
+    class Mine extends Receiver {
+      override async deliver(): Promise<void> {}
+    }
+    class Deeper extends Mine {}
+    assert.equal(overrides(new Deeper(), 'deliver'), true);
+    assert.equal(overrides(new Deeper(), 'isDelivered'), false);
+    assert.equal(overrides(new Receiver(), 'deliver'), false);
+  });
+
+  it('works when the receiver extends another copy of the base class (src/ vs dist/)', () => {
+    // what a second copy of receiver.ts looks like: the same symbols, different class objects
+    class OtherCopyBase {
+      async deliver(): Promise<void> { throw new Error('default'); }
+      async isDelivered(): Promise<boolean> { return false; }
+    }
+    Object.defineProperty(OtherCopyBase, Symbol.for('smtp-receive.Receiver'), { value: true });
+    Object.defineProperty(OtherCopyBase, Symbol.for('smtp-receive.Receiver.base'), { value: true });
+    class Theirs extends OtherCopyBase {
+      override async deliver(): Promise<void> {}
+    }
+    const r = new Theirs() as unknown as InstanceType<typeof Receiver>;
+    assert.equal(Receiver.isReceiverClass(Theirs), true);
+    assert.equal(overrides(r, 'deliver'), true);
+    assert.equal(overrides(r, 'isDelivered'), false, 'the other copy\'s default is not an override');
+  });
+});

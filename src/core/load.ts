@@ -43,7 +43,16 @@ export async function createReceiver(path: string | undefined, config: ReceiverC
   return receiver;
 }
 
-/** True when `receiver` overrides `hook` (so a round trip to a worker can be skipped when it does not). */
+/**
+ * True when `receiver` overrides `hook` (so a round trip to a worker can be
+ * skipped when it does not). Walks the prototype chain down to the base class
+ * rather than comparing with this module's prototype: a receiver module may
+ * extend another copy of the base class (src/ under tsx vs dist/, two installs).
+ */
 export function overrides(receiver: Receiver, hook: keyof Receiver): boolean {
-  return receiver[hook] !== Receiver.prototype[hook];
+  for (let proto = Object.getPrototypeOf(receiver) as object | null; proto; proto = Object.getPrototypeOf(proto) as object | null) {
+    if (Receiver.isBaseClass((proto as { constructor?: unknown }).constructor)) return false;
+    if (Object.hasOwn(proto, hook)) return true;
+  }
+  return false;
 }

@@ -10,9 +10,11 @@ import type {
 } from './types.ts';
 
 const BRAND = Symbol.for('smtp-receive.Receiver');
+const BASE = Symbol.for('smtp-receive.Receiver.base');
 
 export class Receiver {
   static readonly [BRAND] = true;
+  static readonly [BASE] = true;
 
   /** Set by the framework before `prestart`. */
   config: ReceiverConfig = { domains: ['localhost'], queueDir: './queue', hostname: 'localhost' };
@@ -82,6 +84,11 @@ export class Receiver {
   /** Log to syslog instead of stderr. */
   doSyslog(): boolean {
     return false;
+  }
+
+  /** Is `cls` the base class itself (of any copy of this module), not a subclass? */
+  static isBaseClass(cls: unknown): boolean {
+    return typeof cls === 'function' && Object.hasOwn(cls, BASE);
   }
 
   /** Brand check across module copies: is `cls` a Receiver subclass? */

@@ -37,8 +37,17 @@ export interface ShowOptions {
   now?: number;
 }
 
+/** The reader went away (`showqueue | head`): stop listing, quietly. */
+class OutputClosed extends Error {}
+
 async function write(out: Writable, text: string): Promise<void> {
-  if (!out.write(text)) await new Promise<void>((resolve) => out.once('drain', resolve));
+  if (out.destroyed || out.writableEnded) throw new OutputClosed();
+  if (!out.write(text)) {
+    await new Promise<void>((resolve) => {
+      out.once('drain', resolve);
+      out.once('close', resolve);
+    });
+  }
 }
 
 async function listed(record: QueueRecord, receiver: Receiver | undefined, now: number): Promise<ListedMessage> {
@@ -117,7 +126,14 @@ export async function showqueueCommand(argv: string[], out = process.stdout, err
       const r = await createReceiver(found.path, { domains: ['localhost'], queueDir, hostname: 'localhost' });
       if (overrides(r, 'isDelivered')) receiver = r;
     }
-    const missing = await showQueue(store, out, { json: v.json, bodies: v.bodies, ids: ids.length ? ids : undefined, receiver });
+    out.on('error', () => out.destroy()); // EPIPE: the reader is gone; write() notices and stops
+    let missing: string[];
+    try {
+      missing = await showQueue(store, out, { json: v.json, bodies: v.bodies, ids: ids.length ? ids : undefined, receiver });
+    } catch (err) {
+      if (err instanceof OutputClosed) return 0;
+      throw err;
+    }
     for (const id of missing) err.write(`smtp-receive: ${id}: no such message in ${queueDir}\n`);
     return missing.length ? 1 : 0;
   } finally {

@@ -1,0 +1,56 @@
+/**
+ * Delivery throughput: a queue of N messages (bulk-filled, all due) drained by
+ * `smtp-receive runqueue` with a trivial deliver(): messages/s of the whole
+ * pass, including process start-up.
+ *
+ *   node --import tsx bench/delivery.ts [--size 100000] [--workers 2] [--built]
+ *   (also: npm run bench -- delivery)
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { QueueStore } from '../src/core/store.ts';
+import { fillQueue } from './fill-queue.ts';
+import { BENCH, ROOT } from './targets.ts';
+
+const { values: v } = parseArgs({
+  options: { size: { type: 'string', default: '100000' }, workers: { type: 'string', default: '2' }, built: { type: 'boolean' } },
+});
+const size = Number(v.size);
+const dir = await mkdtemp(join(tmpdir(), 'smtp-receive-delivery-'));
+try {
+  const queueDir = join(dir, 'queue');
+  await mkdir(join(queueDir, 'spool'), { recursive: true });
+  const store = await QueueStore.open(queueDir);
+  await fillQueue(store, size, Date.now(), 1, Buffer.alloc(4096, 'x'));
+  await store.close();
+  const receiver = join(BENCH, 'fixtures', 'trivial-deliver.ts');
+  const entry = v.built ? [join(ROOT, 'bin', 'smtp-receive.js')] : ['--import', 'tsx', join(ROOT, 'src', 'main', 'cli.ts')];
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [...entry, 'runqueue', '--queue', queueDir, '--receiver', receiver, '--workers', v.workers!], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  const kill = setTimeout(() => child.kill('SIGKILL'), 1_800_000);
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  clearTimeout(kill);
+  const seconds = (performance.now() - t0) / 1000;
+  const delivered = Number(/(\d+) delivered/.exec(out)?.[1] ?? 0);
+  const left = await (async () => {
+    const s = await QueueStore.open(queueDir, { readOnly: true });
+    try { return s.count(); } finally { await s.close(); }
+  })();
+  console.log(out.trim());
+  console.log(`| queued | workers | delivered | left | seconds | messages/s |\n|---:|---:|---:|---:|---:|---:|`);
+  console.log(`| ${size.toLocaleString('en')} | ${v.workers} | ${delivered.toLocaleString('en')} | ${left} | ${seconds.toFixed(1)} | ${(delivered / seconds).toFixed(0)} |`);
+  const file = join(BENCH, 'results', `delivery-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  await mkdir(join(BENCH, 'results'), { recursive: true });
+  await writeFile(file, JSON.stringify({ cores: availableParallelism(), node: process.version, size, workers: Number(v.workers), built: !!v.built, code, delivered, left, seconds }, null, 2));
+  console.log(`\nwritten ${file}`);
+  if (code !== 0 || left !== 0) process.exitCode = 1;
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}
