@@ -20,7 +20,7 @@ export interface RunnerOptions {
   deliverTimeout?: number;
   /** How long a claim holds, ms. @default deliverTimeout + 60000 */
   leaseMs?: number;
-  /** Deliveries in flight at once. @default the pool's size */
+  /** Deliveries in flight at once (a few per worker, so claims and removals share LMDB commits). @default 8 × the pool size */
   concurrency?: number;
   /** The daemon looks for due messages (e.g. made due by `flush` from another process) at least this often, ms. @default 5000 */
   pollInterval?: number;
@@ -62,7 +62,7 @@ export class QueueRunner {
     this.retry = { ...DEFAULT_RETRY, ...o.retry };
     this.deliverTimeout = o.deliverTimeout ?? 300_000;
     this.leaseMs = o.leaseMs ?? this.deliverTimeout + 60_000;
-    this.concurrency = o.concurrency ?? pool.size;
+    this.concurrency = o.concurrency ?? pool.size * 8;
     this.pollInterval = o.pollInterval ?? 5000;
     this.now = o.now ?? Date.now;
     this.random = o.random ?? Math.random;

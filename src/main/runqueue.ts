@@ -65,7 +65,7 @@ export async function runqueue(argv: string[], out = process.stdout, err = proce
     try {
       await pool.ready();
       const clean = Object.fromEntries(Object.entries(retry).filter(([, x]) => x !== undefined));
-      const runner = new QueueRunner(store, pool, { retry: clean, deliverTimeout, concurrency: workers });
+      const runner = new QueueRunner(store, pool, { retry: clean, deliverTimeout });
       const s = await runner.runOnce(ids.length ? ids.filter((id) => !unknown.includes(id)) : undefined);
       out.write(`runqueue: ${s.attempted} attempted, ${s.delivered} delivered, ${s.deferred} deferred, ${s.held} held, ${s.skipped} skipped\n`);
       return unknown.length > 0 || s.deferred + s.held > 0 ? 1 : 0;
