@@ -57,6 +57,23 @@ export interface StoreOptions {
 
 type CommitPromise = Promise<boolean> & { flushed?: Promise<unknown> };
 
+/**
+ * Waits for write promises of one transaction. On a failed commit (disk full,
+ * I/O error) every promise is handled — lmdb-js rejects each of them and a
+ * second `commitError` promise with the cause, and an unhandled one would end
+ * the process — and the cause is thrown.
+ */
+async function settle(writes: Promise<boolean>[]): Promise<void> {
+  const results = await Promise.allSettled(writes);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    const err = failed.reason as Error & { commitError?: Promise<unknown> };
+    const cause = err.commitError ? await err.commitError.then(() => err, (e: unknown) => e) : err;
+    throw cause;
+  }
+  if (results.some((r) => r.status === 'fulfilled' && r.value === false)) throw new Error('queue: a write was not applied');
+}
+
 export class QueueStore {
   readonly root: RootDatabase;
   readonly messages: Database<QueueRecord, string>;
@@ -95,12 +112,12 @@ export class QueueStore {
    */
   async enqueue(record: QueueRecord, inlineBody?: Buffer): Promise<void> {
     const id = record.msg.id;
-    const committed = this.messages.put(id, record) as CommitPromise;
-    if (inlineBody) this.bodies.put(id, inlineBody);
+    const writes = [this.messages.put(id, record) as CommitPromise];
+    if (inlineBody) writes.push(this.bodies.put(id, inlineBody) as CommitPromise);
     const due = dueAt(record);
-    if (due !== undefined) this.due.put([due, id], null);
-    if (!(await committed)) throw new Error(`queue: message ${id} was not written`);
-    await (committed.flushed ?? this.root.flushed);
+    if (due !== undefined) writes.push(this.due.put([due, id], null) as CommitPromise);
+    await settle(writes);
+    await (writes[0]!.flushed ?? this.root.flushed);
   }
 
   /** Remembers which receiver module `serve` runs, for `runqueue`/`showqueue` to find. */

@@ -23,7 +23,9 @@ type Done = (err: Error | null, message?: string) => void;
 function storageReply(err: unknown, where: string): SmtpReply {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   const text = String((err as Error | undefined)?.message ?? err);
-  if (code === 'ENOSPC' || code === 'EDQUOT' || /MDB_MAP_FULL|No space left/i.test(text)) {
+  // LMDB reports a write that the full disk cut short as an I/O error (EIO, "code 5")
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EIO' || (err as { code?: unknown })?.code === 5
+    || /MDB_MAP_FULL|No space left|Input\/output error/i.test(text)) {
     log.error('%s: out of storage: %s', where, text);
     return Replies.insufficientStorage;
   }
