@@ -44,6 +44,8 @@ Options:
   --retry-min MS           first retry delay (default 300000)
   --retry-max MS           longest retry delay (default 4000000)
   --max-lifetime MS        queue lifetime before a message goes on hold (default 432000000, 5 days)
+  --shutdown-grace MS      on SIGTERM, time for deliveries in flight to finish before their leases
+                           are released for the next runner (default 10000)
   -h, --help               show this help
 `;
 
@@ -71,7 +73,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
         workers: { type: 'string' }, 'worker-queue': { type: 'string' }, 'max-clients': { type: 'string' },
         'no-runner': { type: 'boolean' }, 'queue-only': { type: 'boolean' }, 'deliver-timeout': { type: 'string' },
         'retry-min': { type: 'string' }, 'retry-max': { type: 'string' }, 'max-lifetime': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
+        'shutdown-grace': { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
     });
   } catch (err) {
@@ -106,6 +108,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     retryMin: num('retry-min', v['retry-min']),
     retryMax: num('retry-max', v['retry-max']),
     maxLifetime: num('max-lifetime', v['max-lifetime']),
+    shutdownGrace: num('shutdown-grace', v['shutdown-grace']),
   };
 }
 
@@ -115,6 +118,7 @@ const FLAG: Record<string, string> = {
   identTimeout: 'ident-timeout', inlineMax: 'inline-max', hookTimeout: 'hook-timeout',
   predeliverTimeout: 'predeliver-timeout', workerQueue: 'worker-queue', maxClients: 'max-clients',
   deliverTimeout: 'deliver-timeout', retryMin: 'retry-min', retryMax: 'retry-max', maxLifetime: 'max-lifetime',
+  shutdownGrace: 'shutdown-grace',
 };
 
 async function serve(argv: string[]): Promise<void> {

@@ -54,6 +54,8 @@ export interface ServeOptions {
   deliverTimeout?: number;
   /** How often the runner looks for messages made due by other processes, ms. @default 5000 */
   pollInterval?: number;
+  /** On stop, how long deliveries in flight may finish before their leases are released, ms. @default 10000 */
+  shutdownGrace?: number;
 }
 
 export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'queueDir' | 'workers'>>
@@ -108,5 +110,6 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     maxLifetime: int('maxLifetime', o.maxLifetime ?? 5 * 24 * 3600_000, 0),
     deliverTimeout: int('deliverTimeout', o.deliverTimeout ?? 300_000, 1),
     pollInterval: int('pollInterval', o.pollInterval ?? 5000, 10),
+    shutdownGrace: int('shutdownGrace', o.shutdownGrace ?? 10_000, 0),
   };
 }

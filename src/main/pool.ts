@@ -71,8 +71,12 @@ export class WorkerPool {
     return this.pool.queueSize;
   }
 
+  /**
+   * Ends the workers now: tasks still running (a hook that hangs) are cut short.
+   * Callers wait for what they want to finish first (the runner's shutdown grace).
+   */
   async close(): Promise<void> {
-    await this.pool.close({ force: true });
+    await this.pool.destroy();
   }
 }
 

@@ -134,7 +134,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     close() {
       closing ??= (async () => {
         await new Promise<void>((done) => smtp.close(() => done()));
-        const cutShort = (await runner?.stop()) ?? [];
+        const cutShort = (await runner?.stop(opts.shutdownGrace)) ?? [];
         await pool.close();
         await runner?.releaseLeases(cutShort);
         await ctx.spoolSync.close();
