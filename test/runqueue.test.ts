@@ -75,3 +75,30 @@ describe('runqueue', () => {
     assert.match(notQueue.stderr, /--queue: .*nowhere is not a queue directory/);
   });
 });
+
+describe('the public API (src/index.ts)', () => {
+  it('startTestServer, runQueue and showQueue work through the lazy entry points', async () => {
+    const api = await import('../src/index.ts');
+    const server = await api.startTestServer({ receiverPath: FLAKY, runner: false });
+    let queueDir: string;
+    try {
+      queueDir = server.queueDir;
+      const c = await RawClient.ready(server.port);
+      queuedId(await c.send('s@example.org', ['ok@localhost'], 'Subject: api\r\n\r\nx\r\n'));
+      await c.quit();
+      const chunks: string[] = [];
+      const { Writable } = await import('node:stream');
+      const out = new Writable({ write(chunk, _enc, cb) { chunks.push(String(chunk)); cb(); } });
+      assert.deepEqual(await api.showQueue(server.store, out, { json: true }), []);
+      assert.equal(chunks.join('').trim().split('\n').length, 1);
+    } finally {
+      await server.close(); // keep the queue for runQueue; removed below
+    }
+    const said: string[] = [];
+    const r = await api.runQueue({ queueDir, say: (l) => said.push(l) });
+    assert.equal(r.delivered, 1);
+    assert.deepEqual(r.missing, []);
+    assert.match(said.join('\n'), /recorded by serve/);
+    await rm(queueDir, { recursive: true, force: true });
+  });
+});

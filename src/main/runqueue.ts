@@ -6,7 +6,8 @@ import { QueueStore } from '../core/store.ts';
 import { CommandUsageError, queueDirFlag, wholeNumber as num } from './command.ts';
 import { findReceiver } from './find-receiver.ts';
 import { WorkerPool } from './pool.ts';
-import { QueueRunner } from './runner.ts';
+import { QueueRunner, type RunSummary } from './runner.ts';
+import type { RetryPolicy } from '../core/schedule.ts';
 
 export const RUNQUEUE_USAGE = `Usage: smtp-receive runqueue [--receiver FILE] [--queue DIR] [ids...]
 
@@ -51,24 +52,64 @@ export async function runqueue(argv: string[], out = process.stdout, err = proce
     maxLifetime: num('max-lifetime', v['max-lifetime']),
   };
   const queueDir = queueDirFlag(v.queue);
-  const store = await QueueStore.open(queueDir);
+  let result: RunQueueResult;
   try {
-    const found = findReceiver(v.receiver, store, (line) => err.write(`smtp-receive: ${line}\n`));
-    const receiver = await createReceiver(found.path, { domains: ['localhost'], queueDir, hostname: 'localhost' });
-    if (!overrides(receiver, 'deliver')) {
-      err.write('smtp-receive: the receiver has no deliver(); nothing to do\n');
+    result = await runQueue({
+      queueDir, receiverPath: v.receiver, ids: ids.length ? ids : undefined, workers, deliverTimeout,
+      retry: Object.fromEntries(Object.entries(retry).filter(([, x]) => x !== undefined)),
+      say: (line) => err.write(`smtp-receive: ${line}\n`),
+    });
+  } catch (e) {
+    if (e instanceof NothingToDeliverWith) {
+      err.write(`smtp-receive: ${e.message}\n`);
       return 1;
     }
-    const unknown = ids.filter((id) => !store.has(id));
-    for (const id of unknown) err.write(`smtp-receive: ${id}: no such message in ${queueDir}\n`);
-    const pool = new WorkerPool({ receiverPath: found.path, queueDir, domains: ['localhost'], hostname: 'localhost' }, { size: workers });
+    throw e;
+  }
+  for (const id of result.missing) err.write(`smtp-receive: ${id}: no such message in ${queueDir}\n`);
+  const s = result;
+  out.write(`runqueue: ${s.attempted} attempted, ${s.delivered} delivered, ${s.deferred} deferred, ${s.held} held, ${s.skipped} skipped\n`);
+  return s.missing.length > 0 || s.deferred + s.held > 0 ? 1 : 0;
+}
+
+export interface RunQueueOptions {
+  queueDir: string;
+  /** Receiver module; default: the one `serve` recorded in the queue, else the built-in one. */
+  receiverPath?: string;
+  /** Only these ids, whether due or not; default: every due message. */
+  ids?: string[];
+  /** Worker threads. @default 1 */
+  workers?: number;
+  /** Time limit of one deliver, ms. @default 300000 */
+  deliverTimeout?: number;
+  retry?: Partial<RetryPolicy>;
+  /** Where to say which receiver is used when it was not given. */
+  say?: (line: string) => void;
+}
+
+export interface RunQueueResult extends RunSummary {
+  /** Ids asked for that are not in the queue. */
+  missing: string[];
+}
+
+/** The receiver has no deliver(): a queue run cannot deliver anything. */
+export class NothingToDeliverWith extends Error {}
+
+/** One delivery pass over a queue (what `smtp-receive runqueue` does), for programs and cron. */
+export async function runQueue(o: RunQueueOptions): Promise<RunQueueResult> {
+  const store = await QueueStore.open(o.queueDir);
+  try {
+    const found = findReceiver(o.receiverPath, store, o.say ?? (() => {}));
+    const config = { domains: ['localhost'], queueDir: o.queueDir, hostname: 'localhost' };
+    const receiver = await createReceiver(found.path, config);
+    if (!overrides(receiver, 'deliver')) throw new NothingToDeliverWith('the receiver has no deliver(); nothing to do');
+    const missing = (o.ids ?? []).filter((id) => !store.has(id));
+    const pool = new WorkerPool({ receiverPath: found.path, ...config }, { size: o.workers ?? 1 });
     try {
       await pool.ready();
-      const clean = Object.fromEntries(Object.entries(retry).filter(([, x]) => x !== undefined));
-      const runner = new QueueRunner(store, pool, { retry: clean, deliverTimeout });
-      const s = await runner.runOnce(ids.length ? ids.filter((id) => !unknown.includes(id)) : undefined);
-      out.write(`runqueue: ${s.attempted} attempted, ${s.delivered} delivered, ${s.deferred} deferred, ${s.held} held, ${s.skipped} skipped\n`);
-      return unknown.length > 0 || s.deferred + s.held > 0 ? 1 : 0;
+      const runner = new QueueRunner(store, pool, { retry: o.retry, deliverTimeout: o.deliverTimeout });
+      const summary = await runner.runOnce(o.ids?.filter((id) => !missing.includes(id)));
+      return { ...summary, missing };
     } finally {
       await pool.close();
     }
