@@ -86,6 +86,13 @@ describe('queue runner: retries and backoff', () => {
     assert.equal((await r.log()).filter((l) => l.startsWith(id)).length, 3, 'exactly three attempts');
   });
 
+  it('message.textFile of an inline body is written out on first use, and removed with the message', async () => {
+    const rec = await enqueueTest(r.store, { to: ['textfile@localhost'], time: r.clock.now, body: 'Subject: tf\r\n\r\ninline body\r\n' });
+    assert.equal(existsSync(rec.msg.textFile), false, 'no file while only LMDB holds the body');
+    assert.equal((await r.runner.runOnce([rec.msg.id])).delivered, 1, 'deliver read the same bytes from message.textFile');
+    assert.equal(existsSync(rec.msg.textFile), false, 'the written-out file went with the message');
+  });
+
   it('persists a change to message.to made by deliver', async () => {
     const rec = await enqueueTest(r.store, { to: ['rewrite@localhost', 'other@localhost'], time: r.clock.now });
     await r.runner.runOnce();

@@ -1,5 +1,5 @@
 /** The one body API hooks see, whatever the storage (inline bytes or a spool file). */
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync, renameSync, writeFileSync } from 'node:fs';
 import { access, readFile, rename, writeFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { MessageBody } from './types.ts';
@@ -30,7 +30,23 @@ export class StoredBody implements MessageBody {
     this.written ??= writeOut(this.textFile, this.inline);
     return this.written;
   }
+
+  /**
+   * `path()` for synchronous callers — the seed's TEXTFILE field, a getter on
+   * the message in a worker thread (never on the main thread).
+   */
+  pathSync(): string {
+    if (this.inline && !existsSync(this.textFile)) {
+      const tmp = tmpName(this.textFile);
+      writeFileSync(tmp, this.inline, { flag: 'wx' });
+      renameSync(tmp, this.textFile);
+    }
+    return this.textFile;
+  }
 }
+
+/** A temporary name beside `file`; the spool's start-up clean-up removes any left by a crash. */
+const tmpName = (file: string): string => `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
 
 /** Writes an inline body to its text file once (a cache of LMDB's copy: no fsync needed). */
 async function writeOut(file: string, bytes: Buffer): Promise<string> {
@@ -38,7 +54,7 @@ async function writeOut(file: string, bytes: Buffer): Promise<string> {
     await access(file);
     return file;
   } catch {
-    const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    const tmp = tmpName(file);
     await writeFile(tmp, bytes, { flag: 'wx' });
     await rename(tmp, file);
     return file;

@@ -2,11 +2,10 @@
  * The `smtp-receive` command. `serve` runs the receiver; later subcommands
  * (runqueue, showqueue, queue operations) live in their own modules.
  */
-import { parseArgs } from 'node:util';
 import { log } from '../core/log.ts';
 import { OptionError, type ServeOptions } from './options.ts';
 import { startServer } from './server.ts';
-import { CommandUsageError, wholeNumber } from './command.ts';
+import { CommandUsageError, wholeNumber, parseCommandArgs } from './command.ts';
 import { isQueueOp, queueOpCommand } from './queue-commands.ts';
 import { runqueue } from './runqueue.ts';
 import { showqueueCommand } from './showqueue.ts';
@@ -57,28 +56,21 @@ export function parseListen(v: string): { host: string; port: number } {
   return { host: m[1] ?? m[2]!, port: Number(m[3]) };
 }
 
+/** The flags `serve` takes (each documented in USAGE; a test checks both ways). */
+export const SERVE_FLAGS = {
+  receiver: { type: 'string' }, listen: { type: 'string' }, queue: { type: 'string' },
+  domain: { type: 'string', multiple: true }, hostname: { type: 'string' },
+  'greet-pause': { type: 'string' }, 'no-reverse-dns': { type: 'boolean' }, 'dns-timeout': { type: 'string' },
+  ident: { type: 'boolean' }, 'ident-timeout': { type: 'string' }, 'inline-max': { type: 'string' },
+  'hook-timeout': { type: 'string' }, 'predeliver-timeout': { type: 'string' },
+  workers: { type: 'string' }, 'worker-queue': { type: 'string' }, 'max-clients': { type: 'string' },
+  'no-runner': { type: 'boolean' }, 'queue-only': { type: 'boolean' }, 'deliver-timeout': { type: 'string' },
+  'retry-min': { type: 'string' }, 'retry-max': { type: 'string' }, 'max-lifetime': { type: 'string' },
+  'shutdown-grace': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+} as const;
+
 export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        receiver: { type: 'string' }, listen: { type: 'string' }, queue: { type: 'string' },
-        domain: { type: 'string', multiple: true }, hostname: { type: 'string' },
-        'greet-pause': { type: 'string' }, 'no-reverse-dns': { type: 'boolean' }, 'dns-timeout': { type: 'string' },
-        ident: { type: 'boolean' }, 'ident-timeout': { type: 'string' }, 'inline-max': { type: 'string' },
-        'hook-timeout': { type: 'string' }, 'predeliver-timeout': { type: 'string' },
-        workers: { type: 'string' }, 'worker-queue': { type: 'string' }, 'max-clients': { type: 'string' },
-        'no-runner': { type: 'boolean' }, 'queue-only': { type: 'boolean' }, 'deliver-timeout': { type: 'string' },
-        'retry-min': { type: 'string' }, 'retry-max': { type: 'string' }, 'max-lifetime': { type: 'string' },
-        'shutdown-grace': { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    throw new CommandUsageError((err as Error).message);
-  }
+  const parsed = parseCommandArgs(argv, SERVE_FLAGS);
   const { values: v, positionals } = parsed;
   if (v.help) return 'help';
   if (positionals.length > 1) throw new CommandUsageError(`serve takes one receiver module, got ${positionals.length} arguments`);

@@ -1,6 +1,7 @@
 /** What the queue commands (runqueue, showqueue, flush, delete, …) share. */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 /** A mistake in the command line: exit code 2, the message names the flag or argument. */
 export class CommandUsageError extends Error {}
@@ -19,4 +20,15 @@ export function wholeNumber(flag: string, v: string | undefined): number | undef
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v)) throw new CommandUsageError(`--${flag}: expected a whole number, got ${JSON.stringify(v)}`);
   return Number(v);
+}
+
+/** node:util's parseArgs (strict, positionals allowed), its mistakes as usage errors (exit 2). */
+export function parseCommandArgs<O extends NonNullable<ParseArgsConfig['options']>>(
+  argv: string[], options: O,
+): ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; strict: true; options: O }>> {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, strict: true, options });
+  } catch (e) {
+    throw new CommandUsageError((e as Error).message);
+  }
 }

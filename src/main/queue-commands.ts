@@ -1,9 +1,8 @@
 /** `smtp-receive flush | delete | hold | release | requeue`: the queue operations as commands. */
-import { parseArgs } from 'node:util';
 import { isId } from '../core/id.ts';
 import { deleteMessages, flush, hold, release, requeue, type OpResult } from '../core/queue-ops.ts';
 import { QueueStore } from '../core/store.ts';
-import { CommandUsageError, queueDirFlag } from './command.ts';
+import { CommandUsageError, queueDirFlag, parseCommandArgs } from './command.ts';
 
 export const QUEUE_OPS_USAGE = `Usage: smtp-receive flush [--queue DIR]
        smtp-receive delete  [--queue DIR] ID... | ALL
@@ -28,15 +27,7 @@ export function isQueueOp(name: string | undefined): name is QueueOp {
 }
 
 export async function queueOpCommand(op: QueueOp, argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv, allowPositionals: true, strict: true,
-      options: { queue: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    });
-  } catch (e) {
-    throw new CommandUsageError((e as Error).message);
-  }
+  const parsed = parseCommandArgs(argv, { queue: { type: 'string' }, help: { type: 'boolean', short: 'h' } });
   const { values: v, positionals } = parsed;
   if (v.help) {
     out.write(QUEUE_OPS_USAGE);

@@ -1,9 +1,8 @@
 /** `smtp-receive runqueue`: one pass over the queue, then a summary; safe next to a running daemon. */
-import { parseArgs } from 'node:util';
 import { createReceiver, overrides } from '../core/load.ts';
 import { isId } from '../core/id.ts';
 import { QueueStore } from '../core/store.ts';
-import { CommandUsageError, queueDirFlag, wholeNumber as num } from './command.ts';
+import { CommandUsageError, queueDirFlag, wholeNumber as num, parseCommandArgs } from './command.ts';
 import { findReceiver } from './find-receiver.ts';
 import { WorkerPool } from './pool.ts';
 import { QueueRunner, type RunSummary } from './runner.ts';
@@ -26,19 +25,11 @@ Options:
 
 
 export async function runqueue(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv, allowPositionals: true, strict: true,
-      options: {
+  const parsed = parseCommandArgs(argv, {
         receiver: { type: 'string' }, queue: { type: 'string' }, workers: { type: 'string' },
         'deliver-timeout': { type: 'string' }, 'retry-min': { type: 'string' }, 'retry-max': { type: 'string' },
         'max-lifetime': { type: 'string' }, help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    throw new CommandUsageError((e as Error).message);
-  }
+      });
   const { values: v, positionals: ids } = parsed;
   if (v.help) {
     out.write(RUNQUEUE_USAGE);

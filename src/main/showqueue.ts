@@ -5,7 +5,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { parseArgs } from 'node:util';
 import { isId } from '../core/id.ts';
 import { createReceiver, overrides } from '../core/load.ts';
 import { Message } from '../core/message.ts';
@@ -13,7 +12,7 @@ import type { Receiver } from '../core/receiver.ts';
 import { QueueStore, type QueueRecord } from '../core/store.ts';
 import { findReceiver } from './find-receiver.ts';
 import { footer, heading, jsonEntry, layoutFor, mailqEntry, type ListedMessage } from './mailq.ts';
-import { CommandUsageError, queueDirFlag } from './command.ts';
+import { CommandUsageError, queueDirFlag, parseCommandArgs } from './command.ts';
 
 export const SHOWQUEUE_USAGE = `Usage: smtp-receive showqueue [--receiver FILE] [--queue DIR] [--json [--bodies]] [ids...]
 
@@ -98,18 +97,10 @@ export async function showQueue(store: QueueStore, out: Writable, o: ShowOptions
 }
 
 export async function showqueueCommand(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv, allowPositionals: true, strict: true,
-      options: {
+  const parsed = parseCommandArgs(argv, {
         receiver: { type: 'string' }, queue: { type: 'string' }, json: { type: 'boolean' },
         bodies: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    throw new CommandUsageError((e as Error).message);
-  }
+      });
   const { values: v, positionals: ids } = parsed;
   if (v.help) {
     out.write(SHOWQUEUE_USAGE);

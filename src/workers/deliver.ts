@@ -3,7 +3,7 @@
  * retry after a crash skips recipients already done), deliver, isDelivered
  * after. Returns the message's fields as deliver left them.
  */
-import { renameSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { StoredBody } from '../core/body.ts';
 import { overrides } from '../core/load.ts';
 import { Message } from '../core/message.ts';
@@ -19,19 +19,11 @@ const TRANSIENT = ['undelivered', 'attempts'] as const;
  * For an inline body, `message.textFile` is a getter that writes the body out
  * on first use (the seed's TEXTFILE is a path the user's code may open).
  */
-function exposeTextFile(message: Message, inline: Buffer): void {
-  const file = message.textFile;
+function exposeTextFile(message: Message, body: StoredBody): void {
   Object.defineProperty(message, 'textFile', {
     enumerable: true,
     configurable: true,
-    get() {
-      if (!existsSync(file)) {
-        const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-        writeFileSync(tmp, inline, { flag: 'wx' });
-        renameSync(tmp, file);
-      }
-      return file;
-    },
+    get: () => body.pathSync(),
     set(v: string) {
       Object.defineProperty(message, 'textFile', { value: v, enumerable: true, writable: true, configurable: true });
     },
@@ -63,8 +55,8 @@ export async function deliverOnce(receiver: Receiver, store: QueueStore, task: D
     inline = Buffer.from(inline); // lmdb may reuse the buffer it returned
   }
   const message = new Message(task.message);
-  if (inline) exposeTextFile(message, inline);
   const body = new StoredBody(inline, message.size, textFile);
+  if (inline) exposeTextFile(message, body);
   const customCheck = overrides(receiver, 'isDelivered');
   const delivered = new Set(task.delivered);
 
