@@ -7,9 +7,9 @@
  * the same run, interleaved (A B C, then C B A, …), and ratios are reported.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runLoad, type LoadOptions, type LoadResult } from './loadgen.ts';
 import { formatTable, ratios, summarize, type RunRecord } from './report.ts';
@@ -116,6 +116,14 @@ function versionOf(name: TargetName, built: boolean): string {
   };
   const pkg = (p: string): string => (JSON.parse(readFileSync(join(ROOT, p), 'utf8')) as { version: string }).version;
   if (name === 'postfix') return `postfix ${run('postconf', ['-dh', 'mail_version'])}`;
+  if (name === 'haraka') {
+    try {
+      const bin = realpathSync(run('sh', [join(BENCH, 'haraka', 'setup.sh'), '--which']));
+      return `Haraka ${(JSON.parse(readFileSync(join(dirname(bin), '..', 'package.json'), 'utf8')) as { version: string }).version}, Node ${process.version}`;
+    } catch {
+      return 'Haraka ?';
+    }
+  }
   if (name !== 'smtp-receive') return `smtp-server ${pkg('node_modules/smtp-server/package.json')} (patched), Node ${process.version}`;
   const dirty = run('git', ['--no-optional-locks', 'status', '--porcelain', '--', 'src']) ? ', src modified' : '';
   return `smtp-receive ${pkg('package.json')} (git ${run('git', ['rev-parse', '--short', 'HEAD'])}${dirty}; ${built ? 'built dist/' : 'src/ under tsx'})`;

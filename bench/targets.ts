@@ -6,6 +6,8 @@
  *   `node bin/smtp-receive.js serve …` (dist/ as it is: the bench does not build it).
  * - `postfix`: a private instance (bench/postfix/setup.sh), master in the foreground.
  * - `sink` / `sink-nofsync`: bench/sink.ts, a bare smtp-server writing files.
+ * - `haraka`: when installed (bench/haraka/install.sh), an instance by
+ *   bench/haraka/setup.sh with an fdatasync-per-message queue plugin.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -47,7 +49,7 @@ const GUARD = `data:text/javascript,${encodeURIComponent(`
     setTimeout(stop, Number(process.env.BENCH_MAX_SECONDS ?? 1800) * 1000).unref();
   }`)}`;
 
-export const TARGETS = ['smtp-receive', 'postfix', 'sink', 'sink-nofsync'] as const;
+export const TARGETS = ['smtp-receive', 'postfix', 'sink', 'sink-nofsync', 'haraka'] as const;
 export type TargetName = (typeof TARGETS)[number];
 
 export interface TargetOptions {
@@ -172,6 +174,19 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
     const master = join(execFileSync('postconf', ['-dh', 'daemon_directory'], { encoding: 'utf8' }).trim(), 'master');
     // -d: stay in the foreground (its pid is ours); -e: exit by itself after maxSeconds
     child = spawn(master, ['-c', etc, '-d', '-e', String(o.maxSeconds)], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    tree = true;
+  } else if (name === 'haraka') {
+    let bin: string;
+    try {
+      bin = execFileSync('sh', [join(BENCH, 'haraka', 'setup.sh'), dir, String(port)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`haraka setup failed: ${String((err as { stderr?: string }).stderr ?? err).trim()}`);
+    }
+    // a master and one cluster worker (Haraka's default `nodes`); the guard stops each when its parent goes
+    child = spawn(process.execPath, ['--import', GUARD, bin, '-c', dir], {
+      cwd: dir, env: { ...env, HARAKA_BENCH_QUEUE: join(dir, 'queue') }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
     tree = true;
   } else {
     throw new Error(`unknown target ${JSON.stringify(name)} (known: ${TARGETS.join(', ')})`);
