@@ -85,6 +85,10 @@ export class QueueStore {
       path: join(queueDir, 'db'),
       maxDbs: 8,
       separateFlushed: true,
+      // lmdb-js's overlappingSync (its default) loses committed transactions when other processes
+      // open and close the environment meanwhile (test/multiprocess.test.ts: whole batches of
+      // enqueued messages vanished); off, every commit syncs before the next write transaction
+      overlappingSync: false,
       readOnly: options.readOnly ?? false,
     });
     this.messages = this.root.openDB<QueueRecord, string>({ name: 'messages' });
