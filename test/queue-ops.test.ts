@@ -266,6 +266,21 @@ describe('queue operations as functions: a leased message is busy and left alone
     assert.deepEqual(store.dueIds(NOW, 10).sort(), [id(expired), id(free)].sort(), 'the due index follows');
   });
 
+  it('the flush and hold commands with a message being delivered: flush counts it and succeeds, hold fails on it', async () => {
+    const dir = join(tmp, 'busy-cli');
+    const s = await QueueStore.open(dir);
+    const rec = await enqueueTest(s, { to: ['d@localhost'], time: Date.now() });
+    await s.update(rec.msg.id, (x) => ({ ...x, nextAttempt: Date.now() + 600_000, lease: { owner: 'other', until: Date.now() + 600_000 } }));
+    await s.close();
+    const flushed = await runCli(['flush', '--queue', dir]);
+    assert.equal(flushed.code, 0, flushed.stderr);
+    assert.equal(flushed.stdout, 'smtp-receive: Made due: 0 messages; 1 being delivered right now\n');
+    assert.equal(flushed.stderr, '');
+    const held = await runCli(['hold', rec.msg.id, '--queue', dir]);
+    assert.equal(held.code, 1);
+    assert.match(held.stderr, new RegExp(`${rec.msg.id}: being delivered right now, not changed; try again`));
+  });
+
   it('delete ALL: everything but the leased message goes', async () => {
     const r = await deleteMessages(store, 'ALL', NOW);
     assert.deepEqual(r.busy, [id(leasedRec)]);
@@ -273,5 +288,27 @@ describe('queue operations as functions: a leased message is busy and left alone
     assert.deepEqual([...store.ids()], [id(leasedRec)]);
     assert.deepEqual(store.get(id(leasedRec)), leasedRec);
     assert.ok(existsSync(leasedRec.msg.textFile), 'its spool file is still there');
+  });
+});
+
+describe('an ALL operation and a message that goes meanwhile', () => {
+  it('flush ALL over more than one batch: a message deleted between its batches is not reported missing', async () => {
+    const store = await QueueStore.open(join(tmp, 'all-batches'));
+    try {
+      const later = Date.now() + 600_000;
+      const recs: QueueRecord[] = [];
+      for (let i = 0; i < 1005; i++) recs.push(await enqueueTest(store, { to: ['e@localhost'], time: later }));
+      const last = recs.at(-1)!.msg.id;
+      const flushing = flush(store); // lists every id now, then changes them 1,000 per transaction
+      const deleting = deleteMessages(store, [last]); // its transaction runs between the two batches
+      const [f, d] = await Promise.all([flushing, deleting]);
+      assert.deepEqual(d.changed, [last]);
+      assert.deepEqual(f.missing, [], 'gone meanwhile: not asked for by id');
+      assert.equal(f.changed.length, 1004);
+      assert.ok(!f.changed.includes(last));
+      assert.equal(store.has(last), false);
+    } finally {
+      await store.close();
+    }
   });
 });

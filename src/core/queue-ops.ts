@@ -46,7 +46,8 @@ async function apply(store: QueueStore, ids: string[] | 'ALL', change: Change, n
           if (next === null) removedFiles.push(r.msg.textFile);
           return next;
         });
-        result[outcome].push(id);
+        // ALL means what is queued when each batch runs: one delivered and gone meanwhile was not asked for
+        if (outcome !== 'missing' || ids !== 'ALL') result[outcome].push(id);
       }
     });
   }

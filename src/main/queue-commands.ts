@@ -13,7 +13,8 @@ export const QUEUE_OPS_USAGE = `Usage: smtp-receive flush [--queue DIR]
 flush makes every queued message due now (postqueue -f); delete removes
 messages (postsuper -d); hold keeps them from delivery (-h) until release (-H);
 requeue makes them due now with a fresh attempt count and lifetime (-r).
-Safe while serve runs; a message being delivered is skipped ("busy": try again).
+Safe while serve runs; a message being delivered is skipped ("busy": try again;
+flush only counts it, as it is being attempted already).
 Exit status: 0 done, 1 some ids unknown or busy, 2 usage error.
 `;
 
@@ -54,8 +55,11 @@ export async function queueOpCommand(op: QueueOp, argv: string[], out = process.
   } finally {
     await store.close();
   }
+  // flush wants every message attempted now: one being delivered is, so it is no failure
+  const busyFails = op !== 'flush';
   for (const id of r.missing) err.write(`smtp-receive: ${id}: no such message in ${queueDir}\n`);
-  for (const id of r.busy) err.write(`smtp-receive: ${id}: being delivered right now, not changed; try again\n`);
-  out.write(`smtp-receive: ${PAST[op]}: ${r.changed.length} message${r.changed.length === 1 ? '' : 's'}\n`);
-  return r.missing.length || r.busy.length ? 1 : 0;
+  if (busyFails) for (const id of r.busy) err.write(`smtp-receive: ${id}: being delivered right now, not changed; try again\n`);
+  const beingDelivered = !busyFails && r.busy.length ? `; ${r.busy.length} being delivered right now` : '';
+  out.write(`smtp-receive: ${PAST[op]}: ${r.changed.length} message${r.changed.length === 1 ? '' : 's'}${beingDelivered}\n`);
+  return r.missing.length || (busyFails && r.busy.length) ? 1 : 0;
 }
