@@ -39,6 +39,10 @@ export interface LoadOptions {
   serverTree?: boolean;
   /** Every this many ms, a fresh connection measures time to the 220 greeting. */
   probeIntervalMs?: number;
+  /** Called with each 250 reply line after the data (e.g. to collect queue ids). */
+  onAccepted?: (line: string) => void;
+  /** Ends the run early, like the time limit (what is unfinished counts as failed). */
+  signal?: AbortSignal;
 }
 
 export interface LoadResult {
@@ -204,7 +208,7 @@ class Connection {
       if (nl - start >= 4 && buf[start + 3] === 45) { // "250-…": a continuation line
         if (this.phase === Phase.Ehlo && buf.indexOf('PIPELINING', start, 'latin1') === start + 4) this.step = 1;
       } else if (nl - start >= 4) {
-        this.onReply((buf[start]! - 48) * 100 + (buf[start + 1]! - 48) * 10 + (buf[start + 2]! - 48), buf, start);
+        this.onReply((buf[start]! - 48) * 100 + (buf[start + 1]! - 48) * 10 + (buf[start + 2]! - 48), buf, start, nl);
         if (this.phase === Phase.Done) return;
       }
       start = nl + 1;
@@ -216,7 +220,7 @@ class Connection {
     this.fail(`${what} ${code}`);
   }
 
-  private onReply(code: number, buf: Buffer, start: number): void {
+  private onReply(code: number, buf: Buffer, start: number, end: number): void {
     const run = this.run;
     switch (this.phase) {
       case Phase.Greeting:
@@ -262,6 +266,7 @@ class Connection {
         if (code !== 250) return this.unexpected(code, 'end-of-data');
         run.latency[run.nLatency++] = latency;
         run.accepted++;
+        run.o.onAccepted?.(buf.toString('latin1', start, end).trimEnd());
         this.inFlight = false;
         this.sent++;
         if (this.sent < run.o.perConnection && run.claim()) {
@@ -300,16 +305,21 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await new Promise<void>((resolve) => {
-    const deadline = setTimeout(() => {
+    const stop = (): void => {
+      clearTimeout(deadline);
+      if (run.stopped) return;
       run.stopped = true;
       const left = o.messages - run.accepted - run.failed;
       if (left > 0) run.errors.timeout = (run.errors.timeout ?? 0) + left;
       run.failed += left;
       for (const s of run.sockets) s.destroy();
       resolve();
-    }, o.timeoutMs);
+    };
+    const deadline = setTimeout(stop, o.timeoutMs);
+    o.signal?.addEventListener('abort', stop, { once: true });
     run.finish = () => {
       clearTimeout(deadline);
+      o.signal?.removeEventListener('abort', stop);
       resolve();
     };
     run.active = Math.min(o.sessions, o.messages);

@@ -135,4 +135,13 @@ export const SCENARIOS: Record<string, Scenario> = {
     comparable: false,
     script: { file: 'queue-1m.ts', quickArgs: ['--size', '100000', '--messages', '2000'] },
   },
+  soak: {
+    name: 'soak',
+    description: 'nothing lost: receive + deliver + queue tools at once for 10 minutes, serve SIGKILLed every ~20 s; '
+      + 'every 250\'d message must be delivered intact',
+    steps: () => [],
+    runTimeoutMs: 0,
+    comparable: false,
+    script: { file: 'soak.ts', quickArgs: ['--minutes', '1'] },
+  },
 };

@@ -25,7 +25,7 @@ export const ROOT = dirname(BENCH);
  * server stops itself (SIGTERM to itself) when its parent, the bench, goes away,
  * or after BENCH_MAX_SECONDS. So no run leaves a server behind.
  */
-const GUARD = `data:text/javascript,${encodeURIComponent(`
+export const GUARD = `data:text/javascript,${encodeURIComponent(`
   import { isMainThread } from 'node:worker_threads';
   import { monitorEventLoopDelay } from 'node:perf_hooks';
   import { writeFileSync } from 'node:fs';
@@ -88,7 +88,7 @@ export function freePort(): Promise<number> {
 }
 
 /** Resolves once a connection to the port gets a 220 greeting. */
-async function waitForGreeting(port: number, child: ChildProcess, what: string, timeoutMs = 20_000): Promise<void> {
+export async function waitForGreeting(port: number, child: ChildProcess, what: string, timeoutMs = 20_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode) throw new Error(`${what} exited during start-up`);
