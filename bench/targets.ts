@@ -146,6 +146,16 @@ process.on('exit', () => {
   for (const c of running) if (c.exitCode === null) c.kill('SIGKILL');
 });
 
+/** Runs bench/NAME/setup.sh DIR PORT; its output (what to start). On failure the directory goes. */
+async function setup(name: 'postfix' | 'haraka', dir: string, port: number): Promise<string> {
+  try {
+    return execFileSync('sh', [join(BENCH, name, 'setup.sh'), dir, String(port)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`${name} setup failed: ${String((err as { stderr?: string }).stderr ?? err).trim()}`);
+  }
+}
+
 export async function startTarget(name: TargetName, o: TargetOptions): Promise<Target> {
   const dir = await mkdtemp(join(tmpdir(), `bench-${name}-`));
   const port = await freePort();
@@ -164,25 +174,13 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
     const args = ['--port', String(port), '--dir', dir, ...(name === 'sink-nofsync' ? ['--nofsync'] : [])];
     child = spawn(process.execPath, ['--import', GUARD, '--import', 'tsx', join(BENCH, 'sink.ts'), ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   } else if (name === 'postfix') {
-    let etc: string;
-    try {
-      etc = execFileSync('sh', [join(BENCH, 'postfix', 'setup.sh'), dir, String(port)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-    } catch (err) {
-      await rm(dir, { recursive: true, force: true });
-      throw new Error(`postfix setup failed: ${String((err as { stderr?: string }).stderr ?? err).trim()}`);
-    }
+    const etc = await setup('postfix', dir, port);
     const master = join(execFileSync('postconf', ['-dh', 'daemon_directory'], { encoding: 'utf8' }).trim(), 'master');
     // -d: stay in the foreground (its pid is ours); -e: exit by itself after maxSeconds
     child = spawn(master, ['-c', etc, '-d', '-e', String(o.maxSeconds)], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
     tree = true;
   } else if (name === 'haraka') {
-    let bin: string;
-    try {
-      bin = execFileSync('sh', [join(BENCH, 'haraka', 'setup.sh'), dir, String(port)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-    } catch (err) {
-      await rm(dir, { recursive: true, force: true });
-      throw new Error(`haraka setup failed: ${String((err as { stderr?: string }).stderr ?? err).trim()}`);
-    }
+    const bin = await setup('haraka', dir, port);
     // a master and one cluster worker (Haraka's default `nodes`); the guard stops each when its parent goes
     child = spawn(process.execPath, ['--import', GUARD, bin, '-c', dir], {
       cwd: dir, env: { ...env, HARAKA_BENCH_QUEUE: join(dir, 'queue') }, stdio: ['ignore', 'pipe', 'pipe'],
