@@ -7,7 +7,9 @@
  *   due       [nextAttempt, id] → null: the index the queue runner scans
  *
  * LMDB is multi-process: the daemon, `runqueue`, `showqueue` and cron jobs may
- * open the same environment at once.
+ * open the same environment at once. Open finding (README, "Soak"): with other
+ * processes opening it while the daemon writes, a rare loss remains even with
+ * overlappingSync off; test/multiprocess.test.ts does not reproduce it yet.
  */
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
