@@ -11,8 +11,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { QueueStore } from '../src/core/store.ts';
-import { fillQueue } from './fill-queue.ts';
+import { fillQueue, ownStore } from './fill-queue.ts';
 import { BENCH, ROOT } from './targets.ts';
 
 const { values: v } = parseArgs({
@@ -23,9 +22,9 @@ const dir = await mkdtemp(join(tmpdir(), 'smtp-receive-delivery-'));
 try {
   const queueDir = join(dir, 'queue');
   await mkdir(join(queueDir, 'spool'), { recursive: true });
-  const store = await QueueStore.open(queueDir);
-  await fillQueue(store, size, Date.now(), 1, Buffer.alloc(4096, 'x'));
-  await store.close();
+  const filling = await ownStore(queueDir);
+  await fillQueue(filling.store, size, Date.now(), 1, Buffer.alloc(4096, 'x'));
+  await filling.close(); // runqueue takes the queue next
   const receiver = join(BENCH, 'fixtures', 'trivial-deliver.ts');
   const entry = v.built ? [join(ROOT, 'bin', 'smtp-receive.js')] : ['--import', 'tsx', join(ROOT, 'src', 'main', 'cli.ts')];
   const t0 = performance.now();
@@ -40,8 +39,8 @@ try {
   const seconds = (performance.now() - t0) / 1000;
   const delivered = Number(/(\d+) delivered/.exec(out)?.[1] ?? 0);
   const left = await (async () => {
-    const s = await QueueStore.open(queueDir, { readOnly: true });
-    try { return s.count(); } finally { await s.close(); }
+    const s = await ownStore(queueDir); // runqueue has exited
+    try { return s.store.count(); } finally { await s.close(); }
   })();
   console.log(out.trim());
   console.log(`| queued | workers | delivered | left | seconds | messages/s |\n|---:|---:|---:|---:|---:|---:|`);

@@ -1,7 +1,25 @@
-/** Bulk queue filling for the scale benchmarks. */
+/** Bulk queue filling for the scale benchmarks, and opening a queue no daemon owns. */
 import { join } from 'node:path';
 import { newId } from '../src/core/id.ts';
-import { dueAt, type QueueRecord, type QueueStore } from '../src/core/store.ts';
+import { QueueLock } from '../src/core/lock.ts';
+import { QueueStore, dueAt, type QueueRecord } from '../src/core/store.ts';
+
+export interface OwnedStore {
+  store: QueueStore;
+  lock: QueueLock;
+  /** Closes the store and gives the queue up (for serve or a queue command to take). */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a queue as its one owner (QueueStore.openOwned): the queue's lock —
+ * waiting up to `waitMs` for a stopping daemon or a queue command — then the
+ * store. Only where no daemon runs on the queue; close() before starting one.
+ */
+export async function ownStore(queueDir: string, waitMs = 30_000): Promise<OwnedStore> {
+  const store = await QueueStore.openOwned(queueDir, { waitMs });
+  return { store, lock: QueueLock.held(queueDir)!, close: () => store.close() };
+}
 
 /**
  * Fills a queue fast, bypassing SMTP: batches of 1,000 records (inline bodies)

@@ -15,8 +15,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { QueueStore } from '../src/core/store.ts';
-import { fillQueue } from './fill-queue.ts';
+import { fillQueue, ownStore } from './fill-queue.ts';
 import { runLoad, type LoadResult } from './loadgen.ts';
 import { ROOT, startTarget } from './targets.ts';
 
@@ -70,12 +69,13 @@ const dir = await mkdtemp(join(tmpdir(), 'smtp-receive-1m-'));
 try {
   const queueDir = join(dir, 'queue');
   const empty = await smtpRate(queueDir);
-  const store = await QueueStore.open(queueDir);
+  // serve has stopped: the queue is ours until the next serve
+  const owned = await ownStore(queueDir);
   const t0 = performance.now();
-  const fillRates = await fillQueue(store, size, Date.now(), 0, Buffer.alloc(4096, 'x'));
+  const fillRates = await fillQueue(owned.store, size, Date.now(), 0, Buffer.alloc(4096, 'x'));
   const fillSeconds = (performance.now() - t0) / 1000;
-  const queued = store.count();
-  await store.close();
+  const queued = owned.store.count();
+  await owned.close();
   const full = await smtpRate(queueDir);
   const list = await listing(queueDir);
   const rows = [

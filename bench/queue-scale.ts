@@ -17,8 +17,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { QueueStore } from '../src/core/store.ts';
-import { fillQueue } from './fill-queue.ts';
+import { fillQueue, ownStore } from './fill-queue.ts';
 import { WorkerPool } from '../src/main/pool.ts';
 import { QueueRunner } from '../src/main/runner.ts';
 
@@ -66,7 +65,8 @@ async function measure(n: number): Promise<Row> {
   const dir = await mkdtemp(join(tmpdir(), 'smtp-receive-scale-'));
   try {
     await mkdir(join(dir, 'spool'));
-    const store = await QueueStore.open(dir);
+    const owned = await ownStore(dir); // this process owns the queue; the pool's workers share its lock
+    const { store } = owned;
     const now = Date.now();
     const { firstRate, lastRate } = await fillQueue(store, n, now, dueFraction, BODY);
     const samples: number[] = [];
@@ -75,7 +75,9 @@ async function measure(n: number): Promise<Row> {
       store.dueIds(now, 100);
       samples.push(performance.now() - t0);
     }
-    const pool = new WorkerPool({ receiverPath: RECEIVER, queueDir: dir, domains: ['localhost'], hostname: 'bench' }, { size: 2 });
+    const pool = new WorkerPool(
+      { receiverPath: RECEIVER, queueDir: dir, domains: ['localhost'], hostname: 'bench', lockFd: owned.lock.fd }, { size: 2 },
+    );
     await pool.ready();
     const heapBefore = heapMiB();
     const rssBefore = rssMiB();
@@ -88,7 +90,7 @@ async function measure(n: number): Promise<Row> {
     const anonAfter = anonMiB();
     const heapAfter = heapMiB();
     await pool.close();
-    await store.close();
+    await owned.close();
     return {
       queued: n, due: summary.attempted, fillRateFirst: firstRate, fillRateLast: lastRate,
       lookupMedianMs: Number(median(samples).toFixed(4)), passSeconds: Number(passSeconds.toFixed(2)),

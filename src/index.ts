@@ -10,7 +10,8 @@ import type { ServeOptions } from './main/options.ts';
 import type { RunningServer } from './main/server.ts';
 import type { RunQueueOptions, RunQueueResult } from './main/runqueue.ts';
 import type { ShowOptions } from './main/showqueue.ts';
-import type { QueueStore } from './core/store.ts';
+import type { OpResult } from './core/queue-ops.ts';
+import type { ListQueueOptions } from './main/showqueue.ts';
 import type { TestServer } from './testing.ts';
 
 export { Receiver } from './core/receiver.ts';
@@ -19,9 +20,9 @@ export { SmtpReply, Replies, parseReply, toReply, type ReplyData } from './core/
 export type {
   ClientInfo, SessionInfo, MessageFields, MessageSnapshot, MessageBody, MailFromVerdict, RcptVerdict, ReceiverConfig,
 } from './core/types.ts';
-export { QueueStore, type QueueRecord } from './core/store.ts';
-export { flush, deleteMessages, hold, release, requeue, type OpResult } from './core/queue-ops.ts';
-export type { ServeOptions, RunningServer, TestServer, ShowOptions, RunQueueOptions, RunQueueResult };
+export { QueueStore, QueueNotOwned, type QueueRecord } from './core/store.ts';
+export { QueueLock, QueueLocked } from './core/lock.ts';
+export type { ServeOptions, RunningServer, TestServer, ShowOptions, ListQueueOptions, RunQueueOptions, RunQueueResult, OpResult };
 export type { RunSummary } from './main/runner.ts';
 
 /** Starts the receiving daemon (what `smtp-receive serve` runs). */
@@ -34,12 +35,33 @@ export async function startTestServer(options: ServeOptions & { keepQueue?: bool
   return (await import('./testing.ts')).startTestServer(options);
 }
 
+/*
+ * The queue commands as functions. Each takes a queue directory and goes
+ * through the daemon's control socket when a daemon owns the queue, else
+ * opens the queue itself (holding its lock meanwhile): same results either way.
+ */
+
 /** Writes the queue listing (mailq text, or postqueue -j JSON Lines); returns the ids asked for that are missing. */
-export async function showQueue(store: QueueStore, out: Writable, options: ShowOptions = {}): Promise<string[]> {
-  return (await import('./main/showqueue.ts')).showQueue(store, out, options);
+export async function showQueue(queueDir: string, out: Writable, options: ListQueueOptions = {}): Promise<string[]> {
+  return (await import('./main/showqueue.ts')).listQueue(queueDir, out, options);
 }
 
 /** One delivery pass over a queue (what `smtp-receive runqueue` does). */
 export async function runQueue(options: RunQueueOptions): Promise<RunQueueResult> {
   return (await import('./main/runqueue.ts')).runQueue(options);
 }
+
+async function op(queueDir: string, name: 'flush' | 'delete' | 'hold' | 'release' | 'requeue', ids?: string[] | 'ALL'): Promise<OpResult> {
+  return (await import('./main/queue-commands.ts')).queueOp(queueDir, name, ids);
+}
+
+/** Makes every queued (not held) message due now (postqueue -f). */
+export const flush = (queueDir: string): Promise<OpResult> => op(queueDir, 'flush');
+/** Removes messages (postsuper -d). */
+export const deleteMessages = (queueDir: string, ids: string[] | 'ALL'): Promise<OpResult> => op(queueDir, 'delete', ids);
+/** Keeps messages from delivery until released (postsuper -h). */
+export const hold = (queueDir: string, ids: string[] | 'ALL'): Promise<OpResult> => op(queueDir, 'hold', ids);
+/** Releases held messages, due at once (postsuper -H). */
+export const release = (queueDir: string, ids: string[] | 'ALL'): Promise<OpResult> => op(queueDir, 'release', ids);
+/** Due now with a fresh attempt count and lifetime (postsuper -r). */
+export const requeue = (queueDir: string, ids: string[] | 'ALL'): Promise<OpResult> => op(queueDir, 'requeue', ids);

@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { spoolDir } from '../src/core/spool.ts';
-import { QueueStore } from '../src/core/store.ts';
+import type { QueueStore } from '../src/core/store.ts';
 import { spawnCli, type CliProcess } from './helpers/cli.ts';
+import { ownQueue } from './helpers/owned.ts';
 import { afterTraceHeaders, storedMessage } from './helpers/queue.ts';
 import { RawClient, dotStuff } from './helpers/smtp.ts';
 
@@ -182,12 +183,13 @@ async function runScenario(t: TestContext, s: Scenario): Promise<void> {
     assert.equal(count('refused'), 0, 'no message was refused before the kill');
     assert.equal(sent.get(token)!.state, 'partial');
 
-    // Straight after the crash (before any clean-up): what is on disk.
-    const before = await QueueStore.open(queueDir, { readOnly: true });
+    // Straight after the crash (before any clean-up): what is on disk. The killed daemon's
+    // lock went with it; we own the queue until the restart (which needs the lock).
+    const before = await ownQueue(queueDir);
     let orphansBefore: string[];
     try {
-      for (const m of all) if (m.state === 'confirmed') assert.ok(before.has(m.id!), `${m.id} (${m.token}) is queued after the crash`);
-      orphansBefore = orphansIn(await readdir(spoolDir(queueDir)), before);
+      for (const m of all) if (m.state === 'confirmed') assert.ok(before.store.has(m.id!), `${m.id} (${m.token}) is queued after the crash`);
+      orphansBefore = orphansIn(await readdir(spoolDir(queueDir)), before.store);
     } finally {
       await before.close();
     }
@@ -203,7 +205,9 @@ async function runScenario(t: TestContext, s: Scenario): Promise<void> {
     const stopExit = await second.signal('SIGTERM');
     assert.deepEqual(stopExit, { code: 0, signal: null }, `clean stop after restart; stderr:\n${second.stderr}`);
 
-    const store = await QueueStore.open(queueDir, { readOnly: true });
+    // the daemon has exited: the queue is ours to inspect
+    const owned = await ownQueue(queueDir);
+    const { store } = owned;
     try {
       // every 250 is there, byte-exact after the trace headers
       for (const m of all) {
@@ -237,7 +241,7 @@ async function runScenario(t: TestContext, s: Scenario): Promise<void> {
       t.diagnostic(`${s.name}: sent ${all.length}, 250s ${confirmed}, in flight ${count('sent')} (${inFlightKept} kept), `
         + `partial ${count('partial')}, orphan spool files after the kill ${orphansBefore.length}, queued ${store.count()}`);
     } finally {
-      await store.close();
+      await owned.close();
     }
   } finally {
     for (const p of procs) await p.kill();

@@ -1,4 +1,7 @@
-/** Delivery from a running daemon: immediate first attempt, failing workers, two runners on one queue, back-pressure. */
+/**
+ * Delivery from a running daemon: immediate first attempt, failing workers, several runners on one queue
+ * (the daemon's own, and the passes `runqueue` processes ask it for through its control socket), back-pressure.
+ */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -67,7 +70,7 @@ describe('daemon delivery', () => {
   }
 });
 
-describe('two runners on one queue (daemon + runqueue processes)', () => {
+describe('several runners on one queue (the daemon\'s, and passes that runqueue processes run in it)', () => {
   let dir: string;
   let logFile: string;
   let server: TestServer;
@@ -76,7 +79,8 @@ describe('two runners on one queue (daemon + runqueue processes)', () => {
     dir = await mkdtemp(join(tmpdir(), 'smtp-receive-two-runners-'));
     logFile = join(dir, 'deliveries.log');
     process.env.DELIVER_LOG = logFile;
-    // the daemon only finds messages through its poll of the due index, like runqueue does
+    // the daemon only finds messages through its poll of the due index, like a runqueue pass does; each
+    // runqueue process below has the daemon (which owns the queue) run a pass with a runner of its own
     server = await startTestServer({
       receiverPath: FLAKY, workers: 1, immediate: false, pollInterval: 20, queueDir: join(dir, 'queue'),
     });

@@ -13,9 +13,10 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Receiver, type Message } from '../src/index.ts';
-import { QueueStore, type QueueRecord } from '../src/core/store.ts';
+import type { QueueRecord } from '../src/core/store.ts';
 import { asctime, footer, heading, jsonEntry, layoutFor, mailqEntry } from '../src/main/mailq.ts';
 import { showQueue, type ShowOptions } from '../src/main/showqueue.ts';
+import { ownQueue } from './helpers/owned.ts';
 
 const T1 = Date.UTC(2024, 2, 5, 9, 7, 3); // Tue Mar  5 09:07:03 2024
 const T2 = Date.UTC(2024, 10, 26, 12, 22, 30); // Tue Nov 26 12:22:30 2024
@@ -69,14 +70,14 @@ after(async () => { await rm(tmp, { recursive: true, force: true }); });
 let queues = 0;
 /** A fresh store holding `specs`, listed through showQueue into a string. */
 async function listing(specs: Spec[], o: ShowOptions = {}): Promise<{ text: string; missing: string[] }> {
-  const store = await QueueStore.open(join(tmp, `q${queues++}`));
+  const { store, close } = await ownQueue(join(tmp, `q${queues++}`));
   try {
     for (const s of specs) await store.enqueue(record(s), Buffer.alloc(s.size, 0x61));
     const out = new Collect();
     const missing = await showQueue(store, out, { now: NOW, ...o });
     return { text: out.text, missing };
   } finally {
-    await store.close();
+    await close();
   }
 }
 

@@ -5,10 +5,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { QueueStore } from '../src/core/store.ts';
+import type { QueueStore } from '../src/core/store.ts';
 import { WorkerPool } from '../src/main/pool.ts';
 import { QueueRunner, type RunnerOptions } from '../src/main/runner.ts';
 import { enqueueTest } from './helpers/enqueue.ts';
+import { ownQueue } from './helpers/owned.ts';
 
 const FLAKY = new URL('./fixtures/flaky-deliver.ts', import.meta.url).pathname;
 const PARTIAL = new URL('./fixtures/partial-deliver.ts', import.meta.url).pathname;
@@ -27,8 +28,10 @@ async function rig(receiverPath: string, o: RunnerOptions = {}): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'smtp-receive-runner-'));
   const logFile = join(dir, 'deliveries.log');
   process.env.DELIVER_LOG = logFile; // read by the fixtures in the worker threads created below
-  const store = await QueueStore.open(dir);
-  const pool = new WorkerPool({ receiverPath, queueDir: dir, domains: ['localhost'], hostname: 'test' }, { size: 1 });
+  // this process owns the queue; the pool's worker threads share its lock
+  const owned = await ownQueue(dir);
+  const { store } = owned;
+  const pool = new WorkerPool({ receiverPath, queueDir: dir, domains: ['localhost'], hostname: 'test', lockFd: owned.lock.fd }, { size: 1 });
   const clock = { now: 1_000_000 };
   const runner = new QueueRunner(store, pool, {
     now: () => clock.now, random: () => 0.5, // 0.5: no jitter
@@ -39,7 +42,7 @@ async function rig(receiverPath: string, o: RunnerOptions = {}): Promise<Rig> {
     log: async () => (existsSync(logFile) ? (await readFile(logFile, 'utf8')).trim().split('\n') : []),
     close: async () => {
       await pool.close();
-      await store.close();
+      await owned.close();
       await rm(dir, { recursive: true, force: true });
     },
   };

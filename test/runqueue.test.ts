@@ -4,9 +4,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { QueueStore } from '../src/core/store.ts';
 import { startTestServer } from '../src/testing.ts';
 import { runCli } from './helpers/cli.ts';
+import { ownQueue } from './helpers/owned.ts';
 import { RawClient, queuedId } from './helpers/smtp.ts';
 
 const FLAKY = new URL('./fixtures/flaky-deliver.ts', import.meta.url).pathname;
@@ -37,14 +37,14 @@ describe('runqueue', () => {
     assert.match(r.stderr, new RegExp(`using the receiver recorded by serve: ${FLAKY.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     assert.match(r.stdout, /runqueue: 2 attempted, 1 delivered, 1 deferred, 0 held, 0 skipped/);
     assert.equal(r.code, 1, 'a deferred message makes the exit status 1');
-    const store = await QueueStore.open(queue);
+    const { store, close } = await ownQueue(queue); // no daemon: runqueue has exited; closed before the next command
     try {
       assert.equal(store.has(okId!), false);
       const deferred = store.get(neverId!)!;
       assert.equal(deferred.attempts, 1);
       assert.equal(deferred.msg.error, 'remote said no');
     } finally {
-      await store.close();
+      await close();
     }
 
     const again = await runCli(['runqueue', '--queue', queue], 60_000);
@@ -89,7 +89,8 @@ describe('the public API (src/index.ts)', () => {
       const chunks: string[] = [];
       const { Writable } = await import('node:stream');
       const out = new Writable({ write(chunk, _enc, cb) { chunks.push(String(chunk)); cb(); } });
-      assert.deepEqual(await api.showQueue(server.store, out, { json: true }), []);
+      // by queue directory: through the running server's control socket
+      assert.deepEqual(await api.showQueue(server.queueDir, out, { json: true }), []);
       assert.equal(chunks.join('').trim().split('\n').length, 1);
     } finally {
       await server.close(); // keep the queue for runQueue; removed below

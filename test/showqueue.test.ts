@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestServer } from '../src/testing.ts';
-import { QueueStore } from '../src/core/store.ts';
 import { runCli } from './helpers/cli.ts';
 import { enqueueTest } from './helpers/enqueue.ts';
+import { ownQueue } from './helpers/owned.ts';
 import { afterTraceHeaders, storedMessage } from './helpers/queue.ts';
 import { RawClient, dotStuff, queuedId } from './helpers/smtp.ts';
 
@@ -89,7 +89,8 @@ describe('showqueue --json --bodies: round trip of messages queued over SMTP', (
     assert.equal(r.code, 0, r.stderr);
     const lines = jsonLines(r.stdout);
     assert.deepEqual(lines.map((l) => l.queue_id), sent.map((s) => s.id), 'one line per message, in arrival order');
-    const store = await QueueStore.open(dir, { readOnly: true });
+    // no daemon (the server stopped in before()): open the queue as its owner, closed before the next command
+    const { store, close } = await ownQueue(dir);
     try {
       const storages: string[] = [];
       for (const [i, line] of lines.entries()) {
@@ -122,7 +123,7 @@ describe('showqueue --json --bodies: round trip of messages queued over SMTP', (
       }
       assert.deepEqual(storages, ['inline', 'file', 'inline'], `one message above inlineMax (${INLINE_MAX}) is spooled`);
     } finally {
-      await store.close();
+      await close();
     }
   });
 
@@ -185,12 +186,12 @@ describe('showqueue: text listing', () => {
     assert.deepEqual(rows.map((l) => l.slice(0, 17)), sent.map((s) => s.id));
     assert.match(rows[1]!, / MAILER-DAEMON$/, 'the null sender');
     for (const s of sent) for (const rcpt of s.to) assert.ok(lines.includes(`${' '.repeat(47)}${rcpt}`), rcpt);
-    const store = await QueueStore.open(dir, { readOnly: true });
+    const { store, close } = await ownQueue(dir);
     let bytes = 0;
     try {
       for (const s of sent) bytes += store.get(s.id)!.msg.size;
     } finally {
-      await store.close();
+      await close();
     }
     assert.ok(r.stdout.endsWith(`\n\n-- ${Math.floor(bytes / 1024)} Kbytes in ${sent.length} Requests.\n`), r.stdout.slice(-80));
   });
@@ -202,7 +203,7 @@ describe('showqueue: a large queue streams through a pipe', () => {
   const ids = new Set<string>();
   before(async () => {
     big = join(tmp, 'big');
-    const store = await QueueStore.open(big);
+    const { store, close } = await ownQueue(big);
     try {
       const time = Date.UTC(2024, 0, 1);
       for (let i = 0; i < N; i += 500) {
@@ -211,7 +212,7 @@ describe('showqueue: a large queue streams through a pipe', () => {
         for (const r of await Promise.all(batch)) ids.add(r.msg.id);
       }
     } finally {
-      await store.close();
+      await close();
     }
     assert.equal(ids.size, N);
   });

@@ -5,17 +5,35 @@
  *   messages  id → QueueRecord (msgpack)
  *   bodies    id → stored bytes of an inline body (binary)
  *   due       [nextAttempt, id] → null: the index the queue runner scans
+ *   leases    id → lease expiry: the messages being delivered (schema 2)
  *
- * LMDB is multi-process: the daemon, `runqueue`, `showqueue` and cron jobs may
- * open the same environment at once. Open finding (README, "Soak"): with other
- * processes opening it while the daemon writes, a rare loss remains even with
- * overlappingSync off; test/multiprocess.test.ts does not reproduce it yet.
+ * One owner: exactly one process opens a queue's environment — the one that
+ * holds the queue's lock (src/core/lock.ts): `serve`, or a queue command when
+ * no daemon runs. `open` refuses otherwise. Its worker threads share the
+ * environment (lmdb-js reuses it within a process). Why: lmdb-js 3.5.6's
+ * bundled LMDB lets any process that *opens* the environment — read-only
+ * included — roll the shared transaction counter back while the owner commits
+ * (mdb_env_open2 writes `mti_txnid` unconditionally; upstream LMDB fixed it in
+ * ITS#9496), which overwrites an acknowledged commit and corrupts the free list.
+ * bench/lmdb-open-race/ reproduces it. Other processes use the owner's control
+ * socket (src/main/control-server.ts).
  */
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { QueueLock, type OwnerRole } from './lock.ts';
 import type { MessageSnapshot } from './types.ts';
 
-export const SCHEMA_VERSION = 1;
+/** 2 adds the `leases` index; a version 1 queue is migrated when its owner opens it. */
+export const SCHEMA_VERSION = 2;
+
+/** Opening a queue without holding its lock (src/core/lock.ts). */
+export class QueueNotOwned extends Error {
+  constructor(queueDir: string) {
+    super(`queue ${queueDir}: this process does not hold the queue's lock; only its owner may open the queue store`);
+    this.name = 'QueueNotOwned';
+  }
+}
 
 export type QueueState = 'queued' | 'hold';
 
@@ -81,34 +99,91 @@ export class QueueStore {
   readonly messages: Database<QueueRecord, string>;
   readonly bodies: Database<Buffer, string>;
   readonly due: Database<null, [number, string]>;
+  readonly leases: Database<number, string>;
+  /** The queue's lock, when this store took it itself (openOwned): close() gives the queue up. */
+  private ownLock: QueueLock | undefined;
 
   private constructor(readonly queueDir: string, options: StoreOptions) {
     this.root = open({
       path: join(queueDir, 'db'),
       maxDbs: 8,
       separateFlushed: true,
-      // lmdb-js's overlappingSync (its default) loses committed transactions when other processes
-      // open and close the environment meanwhile (test/multiprocess.test.ts: whole batches of
-      // enqueued messages vanished); off, every commit syncs before the next write transaction
+      // lmdb-js's overlappingSync (its default) lost committed transactions when other processes
+      // opened and closed the environment, by a path other than the open race (still lost with
+      // that fixed); off, every commit syncs before the next write transaction
       overlappingSync: false,
       readOnly: options.readOnly ?? false,
     });
     this.messages = this.root.openDB<QueueRecord, string>({ name: 'messages' });
     this.bodies = this.root.openDB<Buffer, string>({ name: 'bodies', encoding: 'binary' });
     this.due = this.root.openDB<null, [number, string]>({ name: 'due' });
+    this.leases = this.root.openDB<number, string>({ name: 'leases' });
   }
 
-  /** Opens (creating when needed) the store of a queue directory and checks its schema version. */
+  /**
+   * Opens (creating when needed) the store of a queue directory, which this
+   * process must own (hold its lock), and checks its schema version.
+   */
   static async open(queueDir: string, options: StoreOptions = {}): Promise<QueueStore> {
+    if (!QueueLock.held(queueDir)) throw new QueueNotOwned(queueDir);
     const store = new QueueStore(queueDir, options);
     const schema = store.root.get('schema') as number | undefined;
     if (schema === undefined && !options.readOnly) {
       await store.root.put('schema', SCHEMA_VERSION);
-    } else if (schema !== undefined && schema !== SCHEMA_VERSION) {
+    } else if (schema === 1 && !options.readOnly) {
+      await store.migrateFrom1();
+    } else if (schema !== undefined && schema !== SCHEMA_VERSION && !(schema === 1 && options.readOnly)) {
       await store.close();
-      throw new Error(`queue ${queueDir}: schema version ${schema} is not supported (this version reads ${SCHEMA_VERSION})`);
+      throw new Error(`queue ${queueDir}: schema version ${schema} is not supported (this version reads 1 and ${SCHEMA_VERSION})`);
     }
     return store;
+  }
+
+  /**
+   * For scripts and tools, where no daemon runs on the queue: takes the
+   * queue's lock (waiting up to `waitMs` for a queue command or a stopping
+   * daemon), then opens the store; close() gives the queue up again.
+   */
+  static async openOwned(queueDir: string, o: { waitMs?: number; role?: OwnerRole } = {}): Promise<QueueStore> {
+    await mkdir(queueDir, { recursive: true });
+    const lock = await QueueLock.acquire(queueDir, o.role ?? 'tool', { waitMs: o.waitMs ?? 10_000 });
+    try {
+      const store = await QueueStore.open(queueDir);
+      store.ownLock = lock;
+      return store;
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
+  }
+
+  /** Version 1 → 2: index the leases held in records. */
+  private async migrateFrom1(): Promise<void> {
+    await this.batch(() => {
+      for (const { key, value } of this.messages.getRange()) if (value.lease) this.leases.put(key, value.lease.until);
+      this.root.put('schema', SCHEMA_VERSION);
+    });
+  }
+
+  /**
+   * Takes back every lease in the queue: called by a new owner, whose lock
+   * proves that whoever wrote them is gone (a crashed daemon, a killed
+   * runqueue). Those messages are due at once. Returns their ids.
+   */
+  async recoverLeases(now = Date.now()): Promise<string[]> {
+    const ids = [...this.leases.getKeys()] as string[];
+    if (ids.length === 0) return ids;
+    await this.batch(() => {
+      for (const id of ids) {
+        this.leases.remove(id);
+        this.updateSync(id, (r) => {
+          if (!r.lease) return undefined;
+          const { lease: _lease, ...rest } = r;
+          return { ...rest, nextAttempt: Math.min(rest.nextAttempt, now) };
+        });
+      }
+    });
+    return ids;
   }
 
   /**
@@ -122,6 +197,7 @@ export class QueueStore {
     if (inlineBody) writes.push(this.bodies.put(id, inlineBody) as CommitPromise);
     const due = dueAt(record);
     if (due !== undefined) writes.push(this.due.put([due, id], null) as CommitPromise);
+    if (record.lease) writes.push(this.leases.put(id, record.lease.until) as CommitPromise);
     await settle(writes);
     await (writes[0]!.flushed ?? this.root.flushed);
   }
@@ -188,12 +264,14 @@ export class QueueStore {
     if (after === undefined) return undefined;
     const oldDue = dueAt(before);
     if (oldDue !== undefined) this.due.remove([oldDue, id]);
+    if (before.lease && !after?.lease) this.leases.remove(id);
     if (after === null) {
       this.messages.remove(id);
       this.bodies.remove(id);
       return null;
     }
     this.messages.put(id, after);
+    if (after.lease && after.lease.until !== before.lease?.until) this.leases.put(id, after.lease.until);
     const newDue = dueAt(after);
     if (newDue !== undefined) this.due.put([newDue, id], null);
     return after;
@@ -226,5 +304,6 @@ export class QueueStore {
 
   async close(): Promise<void> {
     await this.root.close();
+    this.ownLock?.release();
   }
 }

@@ -13,6 +13,8 @@ export interface WorkerSetup {
   queueDir: string;
   domains: string[];
   hostname: string;
+  /** The owner's queue lock descriptor: workers adopt it to open the queue store (src/core/lock.ts). */
+  lockFd: number;
 }
 
 export interface PredeliverTask {

@@ -45,6 +45,10 @@ Options:
   --max-lifetime MS        queue lifetime before a message goes on hold (default 432000000, 5 days)
   --shutdown-grace MS      on SIGTERM, time for deliveries in flight to finish before their leases
                            are released for the next runner (default 10000)
+  --lock-wait MS           when a queue command holds the queue (no daemon was running), wait
+                           this long for it (default 10000); another serve on it is refused at once
+  --control-group NAME     let this group (name or gid) use the control socket QUEUE/control.sock
+                           too (mode 0660; default: only this user, 0600)
   -h, --help               show this help
 `;
 
@@ -66,7 +70,8 @@ export const SERVE_FLAGS = {
   workers: { type: 'string' }, 'worker-queue': { type: 'string' }, 'max-clients': { type: 'string' },
   'no-runner': { type: 'boolean' }, 'queue-only': { type: 'boolean' }, 'deliver-timeout': { type: 'string' },
   'retry-min': { type: 'string' }, 'retry-max': { type: 'string' }, 'max-lifetime': { type: 'string' },
-  'shutdown-grace': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+  'shutdown-grace': { type: 'string' }, 'lock-wait': { type: 'string' }, 'control-group': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
 } as const;
 
 export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
@@ -101,6 +106,8 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     retryMax: num('retry-max', v['retry-max']),
     maxLifetime: num('max-lifetime', v['max-lifetime']),
     shutdownGrace: num('shutdown-grace', v['shutdown-grace']),
+    lockWait: num('lock-wait', v['lock-wait']),
+    controlGroup: v['control-group'],
   };
 }
 
@@ -110,7 +117,7 @@ const FLAG: Record<string, string> = {
   identTimeout: 'ident-timeout', inlineMax: 'inline-max', hookTimeout: 'hook-timeout',
   predeliverTimeout: 'predeliver-timeout', workerQueue: 'worker-queue', maxClients: 'max-clients',
   deliverTimeout: 'deliver-timeout', retryMin: 'retry-min', retryMax: 'retry-max', maxLifetime: 'max-lifetime',
-  shutdownGrace: 'shutdown-grace',
+  shutdownGrace: 'shutdown-grace', lockWait: 'lock-wait', controlGroup: 'control-group',
 };
 
 async function serve(argv: string[]): Promise<void> {

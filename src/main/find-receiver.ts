@@ -5,16 +5,15 @@
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { QueueStore } from '../core/store.ts';
 
 export interface FoundReceiver {
   path: string | undefined;
   source: 'flag' | 'recorded' | 'default';
 }
 
-export function findReceiver(flag: string | undefined, store: QueueStore, say: (line: string) => void): FoundReceiver {
+/** `recorded`: the module serve recorded in the queue (or, through the socket, the one it runs). */
+export function findReceiver(flag: string | undefined, recorded: string | undefined, say: (line: string) => void): FoundReceiver {
   if (flag) return { path: resolve(flag), source: 'flag' };
-  const recorded = store.recordedReceiver();
   if (recorded) {
     if (!existsSync(recorded)) throw new Error(`the receiver module recorded by serve, ${recorded}, does not exist; give one with --receiver`);
     say(`using the receiver recorded by serve: ${recorded}`);

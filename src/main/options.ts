@@ -56,10 +56,14 @@ export interface ServeOptions {
   pollInterval?: number;
   /** On stop, how long deliveries in flight may finish before their leases are released, ms. @default 10000 */
   shutdownGrace?: number;
+  /** When a queue command holds the queue (no daemon was running), how long to wait for it, ms. @default 10000 */
+  lockWait?: number;
+  /** Control socket (`<queue>/control.sock`, mode 0600): also open to this group (name or gid), mode 0660. */
+  controlGroup?: string;
 }
 
-export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'queueDir' | 'workers'>>
-  & Pick<ServeOptions, 'receiverPath' | 'queueDir' | 'workers'>;
+export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'queueDir' | 'workers' | 'controlGroup'>>
+  & Pick<ServeOptions, 'receiverPath' | 'queueDir' | 'workers' | 'controlGroup'>;
 
 export class OptionError extends Error {
   constructor(readonly option: string, message: string) {
@@ -111,5 +115,7 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     deliverTimeout: int('deliverTimeout', o.deliverTimeout ?? 300_000, 1),
     pollInterval: int('pollInterval', o.pollInterval ?? 5000, 10),
     shutdownGrace: int('shutdownGrace', o.shutdownGrace ?? 10_000, 0),
+    lockWait: int('lockWait', o.lockWait ?? 10_000, 0),
+    controlGroup: o.controlGroup,
   };
 }

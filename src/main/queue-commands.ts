@@ -1,8 +1,8 @@
 /** `smtp-receive flush | delete | hold | release | requeue`: the queue operations as commands. */
 import { isId } from '../core/id.ts';
 import { deleteMessages, flush, hold, release, requeue, type OpResult } from '../core/queue-ops.ts';
-import { QueueStore } from '../core/store.ts';
 import { CommandUsageError, queueDirFlag, parseCommandArgs } from './command.ts';
+import { withQueue, type AccessOptions } from './queue-access.ts';
 
 export const QUEUE_OPS_USAGE = `Usage: smtp-receive flush [--queue DIR]
        smtp-receive delete  [--queue DIR] ID... | ALL
@@ -13,8 +13,9 @@ export const QUEUE_OPS_USAGE = `Usage: smtp-receive flush [--queue DIR]
 flush makes every queued message due now (postqueue -f); delete removes
 messages (postsuper -d); hold keeps them from delivery (-h) until release (-H);
 requeue makes them due now with a fresh attempt count and lifetime (-r).
-Safe while serve runs; a message being delivered is skipped ("busy": try again;
-flush only counts it, as it is being attempted already).
+While serve runs they go through its control socket (QUEUE/control.sock);
+otherwise they open the queue themselves. A message being delivered is skipped
+("busy": try again; flush only counts it, as it is being attempted already).
 Exit status: 0 done, 1 some ids unknown or busy, 2 usage error.
 `;
 
@@ -25,6 +26,18 @@ export type QueueOp = keyof typeof OPS | 'flush';
 
 export function isQueueOp(name: string | undefined): name is QueueOp {
   return name === 'flush' || (name !== undefined && Object.hasOwn(OPS, name));
+}
+
+/**
+ * Runs a queue operation: through the daemon when one owns the queue, else on
+ * the store directly (this process takes the queue's lock meanwhile).
+ */
+export function queueOp(queueDir: string, op: QueueOp, ids: string[] | 'ALL' = 'ALL', o: AccessOptions = {}): Promise<OpResult> {
+  const role = 'queue-op';
+  return withQueue(queueDir, role, (a) => {
+    if (a.via === 'daemon') return a.client.post<OpResult>(`/${op}`, op === 'flush' ? {} : { ids });
+    return op === 'flush' ? flush(a.store) : OPS[op](a.store, ids);
+  }, o);
 }
 
 export async function queueOpCommand(op: QueueOp, argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
@@ -48,13 +61,7 @@ export async function queueOpCommand(op: QueueOp, argv: string[], out = process.
     }
   }
   const queueDir = queueDirFlag(v.queue);
-  const store = await QueueStore.open(queueDir);
-  let r: OpResult;
-  try {
-    r = op === 'flush' ? await flush(store) : await OPS[op](store, ids);
-  } finally {
-    await store.close();
-  }
+  const r = await queueOp(queueDir, op, ids);
   // flush wants every message attempted now: one being delivered is, so it is no failure
   const busyFails = op !== 'flush';
   for (const id of r.missing) err.write(`smtp-receive: ${id}: no such message in ${queueDir}\n`);

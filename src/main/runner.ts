@@ -1,7 +1,7 @@
 /**
  * The queue runner: finds due messages through the LMDB due index, leases them
- * (an atomic claim with an expiry, so two runners — the daemon's and a cron
- * `runqueue` — never deliver one message at the same time), runs `deliver` in
+ * (an atomic claim with an expiry, so two runners — the daemon's and a pass
+ * that `runqueue` asked for — never deliver one message at the same time), runs `deliver` in
  * the worker pool, and records the outcome: delivered → record and file gone;
  * not yet → fields persisted and the next attempt scheduled with backoff;
  * too old → on hold, and the `expired` hook runs.
@@ -22,7 +22,7 @@ export interface RunnerOptions {
   leaseMs?: number;
   /** Deliveries in flight at once (a few per worker, so claims and removals share LMDB commits). @default 8 × the pool size */
   concurrency?: number;
-  /** The daemon looks for due messages (e.g. made due by `flush` from another process) at least this often, ms. @default 5000 */
+  /** The daemon looks for due messages at least this often, ms (queue commands also wake it). @default 5000 */
   pollInterval?: number;
   /** Injectable clock (ms since the epoch). */
   now?: () => number;
@@ -66,6 +66,11 @@ export class QueueRunner {
     this.pollInterval = o.pollInterval ?? 5000;
     this.now = o.now ?? Date.now;
     this.random = o.random ?? Math.random;
+  }
+
+  /** Looks for due messages now (after a flush, release or requeue made some due). */
+  wake(): void {
+    this.pump();
   }
 
   /** Daemon mode: keep delivering due messages until stop(). */
@@ -144,7 +149,7 @@ export class QueueRunner {
       await Promise.all(claimed.map((r) => this.attempt(r)));
     } else {
       // bounded: every claimed or leased message leaves the due range, so pages shrink
-      for (let page = 0; page < 1_000_000; page++) {
+      for (let page = 0; page < 1_000_000 && !this.stopping; page++) {
         const free = Math.max(1, this.concurrency - this.active.size);
         this.store.refresh();
         const due = this.store.dueIds(this.now(), free).filter((id) => !this.active.has(id));
@@ -182,7 +187,7 @@ export class QueueRunner {
     const free = this.concurrency - this.active.size - this.reserved;
     if (free <= 0) return; // a finishing attempt pumps again
     const now = this.now();
-    this.store.refresh(); // see what other processes (runqueue, flush) changed
+    this.store.refresh(); // see what other threads committed
     const due = this.store.dueIds(now, free).filter((id) => !this.active.has(id));
     if (due.length === 0) {
       const next = this.store.nextDue();
@@ -218,9 +223,11 @@ export class QueueRunner {
         delivered: record.delivered ?? [], attempts: record.attempts,
       }, this.deliverTimeout);
       if (result.ok && result.done) {
-        await this.store.update(id, () => null);
+        // only while our lease holds: an operator may have deleted or requeued it, or another runner taken it
+        const removed = await this.store.update(id, (r) => (r.lease?.owner === this.owner ? null : undefined));
+        if (removed !== null) log.warn('%s: delivered, but its lease was lost meanwhile; record left as it is', id);
         // the file goes after the record: a crash in between leaves an orphan, removed at start-up
-        if (result.textFileExists) await unlink(record.msg.textFile).catch(() => {});
+        else if (result.textFileExists) await unlink(record.msg.textFile).catch(() => {});
         this.totals.delivered++;
         log.debug('%s: delivered', id);
         return;

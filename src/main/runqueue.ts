@@ -1,18 +1,22 @@
-/** `smtp-receive runqueue`: one pass over the queue, then a summary; safe next to a running daemon. */
+/** `smtp-receive runqueue`: one pass over the queue, then a summary; run by the daemon when one owns the queue. */
+import { resolve } from 'node:path';
 import { createReceiver, overrides } from '../core/load.ts';
 import { isId } from '../core/id.ts';
-import { QueueStore } from '../core/store.ts';
+import type { QueueStore } from '../core/store.ts';
+import { ControlError } from './control-client.ts';
 import { CommandUsageError, queueDirFlag, wholeNumber as num, parseCommandArgs } from './command.ts';
 import { findReceiver } from './find-receiver.ts';
 import { WorkerPool } from './pool.ts';
-import { QueueRunner, type RunSummary } from './runner.ts';
+import { withQueue } from './queue-access.ts';
+import { QueueRunner, type RunnerOptions, type RunSummary } from './runner.ts';
 import type { RetryPolicy } from '../core/schedule.ts';
 
 export const RUNQUEUE_USAGE = `Usage: smtp-receive runqueue [--receiver FILE] [--queue DIR] [ids...]
 
 Run one delivery pass: every due message, or the given ids whether due or not
-(messages leased by a running daemon and held messages are skipped). Prints a
-summary and exits 0, or 1 when an attempt failed, 2 on a usage error.
+(messages being delivered and held messages are skipped). While serve runs, it
+runs the pass (with its receiver and settings) through its control socket.
+Prints a summary and exits 0, or 1 when an attempt failed, 2 on a usage error.
 
 Options:
   --receiver FILE          receiver module (default: the one serve recorded in the queue)
@@ -86,25 +90,56 @@ export interface RunQueueResult extends RunSummary {
 /** The receiver has no deliver(): a queue run cannot deliver anything. */
 export class NothingToDeliverWith extends Error {}
 
-/** One delivery pass over a queue (what `smtp-receive runqueue` does), for programs and cron. */
-export async function runQueue(o: RunQueueOptions): Promise<RunQueueResult> {
-  const store = await QueueStore.open(o.queueDir);
+/**
+ * One pass with a runner of its own (its own lease owner, so it and the
+ * daemon's runner never take one message twice): every due message, or the
+ * given ids whether due or not. Ids not in the queue are reported.
+ */
+export async function deliveryPass(
+  store: QueueStore, pool: WorkerPool, o: RunnerOptions, ids: string[] | undefined, track?: Set<QueueRunner>,
+): Promise<RunQueueResult> {
+  const missing = (ids ?? []).filter((id) => !store.has(id));
+  const runner = new QueueRunner(store, pool, o);
+  track?.add(runner);
   try {
-    const found = findReceiver(o.receiverPath, store, o.say ?? (() => {}));
+    const summary = await runner.runOnce(ids?.filter((id) => !missing.includes(id)));
+    return { ...summary, missing };
+  } finally {
+    track?.delete(runner);
+  }
+}
+
+/**
+ * One delivery pass over a queue (what `smtp-receive runqueue` does), for
+ * programs and cron: run by the daemon when one owns the queue (its receiver
+ * and settings), else here, with a worker pool of its own.
+ */
+export async function runQueue(o: RunQueueOptions): Promise<RunQueueResult> {
+  const say = o.say ?? (() => {});
+  return withQueue(o.queueDir, 'runqueue', async (a) => {
+    if (a.via === 'daemon') {
+      const theirs = a.status.receiver ?? undefined;
+      if (o.receiverPath && resolve(o.receiverPath) !== theirs) {
+        say(`smtp-receive serve (pid ${a.status.pid}) owns the queue: the pass runs there, with its receiver (${theirs ?? 'the built-in one'}), not --receiver`);
+      }
+      try {
+        return await a.client.post<RunQueueResult>('/runqueue', { ids: o.ids });
+      } catch (err) {
+        if (err instanceof ControlError && err.status === 409) throw new NothingToDeliverWith(err.message);
+        throw err;
+      }
+    }
+    const { store } = a;
+    const found = findReceiver(o.receiverPath, store.recordedReceiver(), say);
     const config = { domains: ['localhost'], queueDir: o.queueDir, hostname: 'localhost' };
     const receiver = await createReceiver(found.path, config);
     if (!overrides(receiver, 'deliver')) throw new NothingToDeliverWith('the receiver has no deliver(); nothing to do');
-    const missing = (o.ids ?? []).filter((id) => !store.has(id));
-    const pool = new WorkerPool({ receiverPath: found.path, ...config }, { size: o.workers ?? 1 });
+    const pool = new WorkerPool({ receiverPath: found.path, ...config, lockFd: a.lock.fd }, { size: o.workers ?? 1 });
     try {
       await pool.ready();
-      const runner = new QueueRunner(store, pool, { retry: o.retry, deliverTimeout: o.deliverTimeout });
-      const summary = await runner.runOnce(o.ids?.filter((id) => !missing.includes(id)));
-      return { ...summary, missing };
+      return await deliveryPass(store, pool, { retry: o.retry, deliverTimeout: o.deliverTimeout }, o.ids);
     } finally {
       await pool.close();
     }
-  } finally {
-    await store.close();
-  }
+  });
 }

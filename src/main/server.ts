@@ -6,13 +6,16 @@ import { createReceiver, overrides } from '../core/load.ts';
 import { log } from '../core/log.ts';
 import type { Receiver } from '../core/receiver.ts';
 import { DirSyncer, ensureSpool, removeOrphans, spoolDir } from '../core/spool.ts';
+import { QueueLock, describeOwner } from '../core/lock.ts';
 import { QueueStore } from '../core/store.ts';
 import { onData } from './accept.ts';
+import { startControl, type ControlServer } from './control-server.ts';
 import type { Context } from './context.ts';
 import { reverseResolver } from './lookup.ts';
 import { resolveOptions, type ResolvedOptions, type ServeOptions } from './options.ts';
 import { WorkerPool } from './pool.ts';
 import { QueueRunner } from './runner.ts';
+import { deliveryPass } from './runqueue.ts';
 import { onConnect, onMailFrom, onRcptTo } from './session.ts';
 
 export interface RunningServer {
@@ -44,32 +47,60 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   receiver.config = { ...receiver.config, queueDir };
 
   await ensureSpool(queueDir);
-  const store = await QueueStore.open(queueDir);
-  const removed = await removeOrphans(queueDir, (id) => store.has(id));
-  if (removed) log.info('start-up: removed %d spool file(s) left without a record', removed);
-  if (receiver.doSyslog()) log.warn('doSyslog() is true, but syslog output is not implemented yet: logging to stderr');
-  await receiver.prestart(receiver.config);
-
-  const pool = new WorkerPool(
-    { receiverPath, queueDir, domains: opts.domains, hostname: opts.hostname },
-    { size: opts.workers, maxQueue: opts.workerQueue },
-  );
-  try {
-    await pool.ready();
-  } catch (err) {
-    await pool.close();
-    await store.close();
-    throw err;
-  }
-  await store.recordReceiver(receiverPath);
+  // one owner per queue: a daemon already on it refuses us at once; a queue command is waited for
+  const lock = await QueueLock.acquire(queueDir, 'serve', {
+    waitMs: opts.lockWait, refuseAt: ['serve'],
+    onWait: (owner) => log.info('queue %s is in use by %s; waiting up to %d ms (--lock-wait)', queueDir, describeOwner(owner), opts.lockWait),
+  });
+  const undo: Array<() => Promise<void> | void> = [() => lock.release()];
+  const unwind = async (): Promise<void> => {
+    for (const f of undo.reverse()) await f();
+  };
+  let store: QueueStore;
+  let pool: WorkerPool;
   let runner: QueueRunner | undefined;
-  if (opts.runner && overrides(receiver, 'deliver')) {
-    runner = new QueueRunner(store, pool, {
+  let control: ControlServer;
+  const passes = new Set<QueueRunner>();
+  try {
+    store = await QueueStore.open(queueDir);
+    const opened = store;
+    undo.push(() => opened.close());
+    const recovered = await store.recoverLeases();
+    if (recovered.length) log.info('start-up: %d message(s) leased by a previous owner are due again now', recovered.length);
+    const removed = await removeOrphans(queueDir, (id) => opened.has(id));
+    if (removed) log.info('start-up: removed %d spool file(s) left without a record', removed);
+    if (receiver.doSyslog()) log.warn('doSyslog() is true, but syslog output is not implemented yet: logging to stderr');
+    await receiver.prestart(receiver.config);
+
+    pool = new WorkerPool(
+      { receiverPath, queueDir, domains: opts.domains, hostname: opts.hostname, lockFd: lock.fd },
+      { size: opts.workers, maxQueue: opts.workerQueue },
+    );
+    const started = pool;
+    undo.push(() => started.close());
+    await pool.ready();
+    await store.recordReceiver(receiverPath);
+    const runnerOptions = {
       retry: { minDelay: opts.retryMin, maxDelay: opts.retryMax, maxLifetime: opts.maxLifetime },
-      deliverTimeout: opts.deliverTimeout, pollInterval: opts.pollInterval,
-    });
-  } else if (opts.runner) {
-    log.info('the receiver has no deliver(): messages stay queued (see runqueue)');
+      deliverTimeout: opts.deliverTimeout,
+    };
+    const canDeliver = overrides(receiver, 'deliver');
+    if (opts.runner && canDeliver) {
+      runner = new QueueRunner(store, pool, { ...runnerOptions, pollInterval: opts.pollInterval });
+    } else if (opts.runner) {
+      log.info('the receiver has no deliver(): messages stay queued (see runqueue)');
+    }
+    const live = runner;
+    control = await startControl({
+      queueDir, store, receiverPath,
+      runPass: canDeliver ? (ids) => deliveryPass(opened, started, runnerOptions, ids, passes) : undefined,
+      wake: () => live?.wake(),
+    }, { group: opts.controlGroup });
+    const listening = control;
+    undo.push(() => listening.close());
+  } catch (err) {
+    await unwind();
+    throw err;
   }
   const ctx: Context = {
     receiver, opts, queueDir, store, pool, runner,
@@ -114,8 +145,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       ok();
     });
   }).catch(async (err: Error) => {
-    await pool.close();
-    await store.close();
+    await unwind();
     throw new Error(`cannot listen on ${opts.host}:${opts.port}: ${err.message}`, { cause: err });
   });
   runner?.start();
@@ -134,11 +164,14 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     close() {
       closing ??= (async () => {
         await new Promise<void>((done) => smtp.close(() => done()));
-        const cutShort = (await runner?.stop(opts.shutdownGrace)) ?? [];
+        await control.close();
+        const runners = [...(runner ? [runner] : []), ...passes];
+        const cutShort = await Promise.all(runners.map((r) => r.stop(opts.shutdownGrace)));
         await pool.close();
-        await runner?.releaseLeases(cutShort);
+        for (const [i, r] of runners.entries()) await r.releaseLeases(cutShort[i]!);
         await ctx.spoolSync.close();
         await store.close();
+        lock.release();
       })();
       return closing;
     },

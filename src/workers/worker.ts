@@ -7,6 +7,7 @@ import { StoredBody } from '../core/body.ts';
 import { createReceiver } from '../core/load.ts';
 import { Message } from '../core/message.ts';
 import { toReply } from '../core/reply.ts';
+import { QueueLock } from '../core/lock.ts';
 import { QueueStore } from '../core/store.ts';
 import type { PredeliverResult, PredeliverTask, ResultOf, Task, WorkerSetup } from '../core/tasks.ts';
 import { deliverOnce } from './deliver.ts';
@@ -16,9 +17,12 @@ const receiver = await createReceiver(setup.receiverPath, {
   domains: setup.domains, queueDir: setup.queueDir, hostname: setup.hostname,
 });
 
-// lmdb-js opens the same environment in every thread; opened on first need
+// the owner's environment, shared by lmdb-js across its threads, under the owner's lock; opened on first need
 let store: Promise<QueueStore> | undefined;
-const openStore = (): Promise<QueueStore> => (store ??= QueueStore.open(setup.queueDir));
+const openStore = (): Promise<QueueStore> => (store ??= (async () => {
+  QueueLock.adopt(setup.queueDir, setup.lockFd);
+  return QueueStore.open(setup.queueDir);
+})());
 
 function stackOf(thrown: unknown): string {
   return thrown instanceof Error ? (thrown.stack ?? thrown.message) : String(thrown);

@@ -1,7 +1,13 @@
-/** Reading what a queue holds, for assertions: the record and the stored bytes, whatever the storage. */
+/**
+ * Reading what a queue holds, for assertions: the record and the stored bytes,
+ * whatever the storage — from a store this process owns, or (`daemon*`) from
+ * the daemon that owns the queue, through its control socket (a queue a daemon
+ * subprocess owns must not be opened here: see src/core/store.ts).
+ */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { QueueStore, type QueueRecord } from '../../src/core/store.ts';
+import type { QueueRecord, QueueStore } from '../../src/core/store.ts';
+import { findDaemon } from '../../src/main/control-client.ts';
 
 export interface Stored {
   record: QueueRecord;
@@ -23,6 +29,41 @@ export async function allStored(store: QueueStore): Promise<Stored[]> {
     if (s) out.push(s);
   }
   return out;
+}
+
+/** The daemon that owns `queueDir` (fails when none answers on its control socket). */
+async function daemonOf(queueDir: string): Promise<NonNullable<Awaited<ReturnType<typeof findDaemon>>>> {
+  const d = await findDaemon(queueDir);
+  if (!d) throw new Error(`no daemon answers on the control socket of ${queueDir}`);
+  return d;
+}
+
+/**
+ * Every queued message (or the ones asked for that are queued), in id order
+ * (or the order asked for), as the daemon that owns the queue reads them from
+ * its store: whole records, with the stored bytes.
+ */
+export async function daemonStored(queueDir: string, ids?: string[]): Promise<Stored[]> {
+  const { client } = await daemonOf(queueDir);
+  const out: Stored[] = [];
+  for await (const item of client.items({ ids, bodies: true })) {
+    if ('missing' in item) continue;
+    out.push({ record: item.record, bytes: item.body ?? Buffer.alloc(0) });
+  }
+  return out;
+}
+
+/** Every queued record (or the ones asked for that are queued), by id, from the daemon that owns the queue. */
+export async function daemonRecords(queueDir: string, ids?: string[]): Promise<Map<string, QueueRecord>> {
+  const { client } = await daemonOf(queueDir);
+  const out = new Map<string, QueueRecord>();
+  for await (const item of client.items({ ids })) if (!('missing' in item)) out.set(item.record.msg.id, item.record);
+  return out;
+}
+
+/** One record from the daemon that owns the queue (undefined: not queued). */
+export async function daemonRecord(queueDir: string, id: string): Promise<QueueRecord | undefined> {
+  return (await daemonRecords(queueDir, [id])).get(id);
 }
 
 /**
