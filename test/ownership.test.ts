@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,6 +63,7 @@ describe('one owner of the queue', () => {
     const daemon = spawnCli(serveArgs(queue));
     try {
       const { port } = await daemon.ready();
+      assert.equal(statSync(join(queue, 'control.sock')).mode & 0o777, 0o600, 'only the daemon\'s user may use the control socket');
       await send(port, 2);
       const second = await runCli(serveArgs(queue));
       assert.equal(second.code, 1, second.stderr);
@@ -82,6 +83,25 @@ describe('one owner of the queue', () => {
     } finally {
       await third.kill();
     }
+  });
+
+  it('--control-group opens the control socket to a group (mode 0660); an unknown group is refused by name', async () => {
+    const queue = join(tmp, 'q5');
+    const gid = process.getgid!();
+    const daemon = spawnCli(serveArgs(queue, '--control-group', String(gid)));
+    try {
+      await daemon.ready();
+      const st = statSync(join(queue, 'control.sock'));
+      assert.equal(st.mode & 0o777, 0o660);
+      assert.equal(st.gid, gid);
+    } finally {
+      await daemon.kill();
+    }
+    const bad = await runCli(serveArgs(queue, '--control-group', 'no-such-group-here'));
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--control-group: no group named "no-such-group-here"/);
+    assert.ok(!existsSync(join(queue, 'control.sock')));
+    assert.equal((await opener(queue)).lock, true, 'the refused daemon gave the queue up');
   });
 
   it('after a SIGKILL the lock is free and the stale socket neither blocks the next serve nor confuses a command', async () => {
