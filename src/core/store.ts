@@ -239,9 +239,9 @@ export class QueueStore {
     return this.messages.getKeys() as Iterable<string>;
   }
 
-  /** Number of queued messages. */
+  /** Number of queued messages, from LMDB's own statistics (getCount() walks every key). */
   count(): number {
-    return this.messages.getCount();
+    return (this.messages.getStats() as { entryCount: number }).entryCount;
   }
 
   /**

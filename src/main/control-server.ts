@@ -23,6 +23,7 @@ import { isId } from '../core/id.ts';
 import { log } from '../core/log.ts';
 import { deleteMessages, flush, hold, release, requeue, type OpResult } from '../core/queue-ops.ts';
 import type { QueueStore } from '../core/store.ts';
+import { drained } from './drain.ts';
 import { storeItems } from './listing.ts';
 
 export const CONTROL_SOCKET = 'control.sock';
@@ -91,10 +92,7 @@ async function list(t: ControlTarget, url: URL, req: IncomingMessage, res: Serve
       ? JSON.stringify(item)
       : JSON.stringify(item.body ? { record: item.record, body: item.body.toString('base64') } : { record: item.record });
     if (!res.write(`${line}\n`)) {
-      await new Promise<void>((resolve) => {
-        res.once('drain', resolve);
-        res.once('close', resolve);
-      });
+      await drained(res);
     } else if (++n % PAGE_YIELD === 0) {
       await yieldToIo(); // the SMTP sessions share this thread
     }

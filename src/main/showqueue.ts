@@ -9,6 +9,7 @@ import { createReceiver, overrides } from '../core/load.ts';
 import { Message } from '../core/message.ts';
 import type { Receiver } from '../core/receiver.ts';
 import type { QueueRecord, QueueStore } from '../core/store.ts';
+import { drained } from './drain.ts';
 import { storeItems, type ListItem } from './listing.ts';
 import { findReceiver } from './find-receiver.ts';
 import { footer, heading, jsonEntry, layoutFor, mailqEntry, type ListedMessage } from './mailq.ts';
@@ -43,12 +44,7 @@ class OutputClosed extends Error {}
 
 async function write(out: Writable, text: string): Promise<void> {
   if (out.destroyed || out.writableEnded) throw new OutputClosed();
-  if (!out.write(text)) {
-    await new Promise<void>((resolve) => {
-      out.once('drain', resolve);
-      out.once('close', resolve);
-    });
-  }
+  if (!out.write(text)) await drained(out);
 }
 
 async function listed(record: QueueRecord, receiver: Receiver | undefined, now: number): Promise<ListedMessage> {
