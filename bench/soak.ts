@@ -92,7 +92,8 @@ function runOp(args: string[], check?: (out: string) => void): Promise<void> {
       ops.runs++;
       try {
         const ended = Date.now();
-        if (code !== 0 && signal === null && killTimes.some((k) => k >= started && k <= ended)) ops.cutByKill++;
+        const cut = /the daemon went away during/.test(err) && killTimes.some((k) => k >= started && k <= ended);
+        if (code !== 0 && signal === null && cut) ops.cutByKill++;
         else if (code !== 0) throw new Error(`exit ${signal ?? code}: ${err.slice(-800)}`);
         else check?.(out);
       } catch (e) {
