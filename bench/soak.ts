@@ -103,6 +103,10 @@ function runOp(args: string[], check?: (out: string) => void): Promise<void> {
     });
   });
 }
+const accepted = new Set<string>();
+let kills = 0;
+let serve = await startServe();
+// the queue commands start once serve has created the queue
 const tools = v.tools!.split(',').filter(Boolean);
 const opsTimer = setInterval(() => {
   if (ops.busy || tools.length === 0) return;
@@ -115,10 +119,6 @@ const opsTimer = setInterval(() => {
     if (tools.includes('flush')) await runOp(['flush']);
   })().finally(() => { ops.busy = false; });
 }, Number(v['tools-every']));
-
-const accepted = new Set<string>();
-let kills = 0;
-let serve = await startServe();
 const t0 = performance.now();
 const deadline = Date.now() + minutes * 60_000;
 try {
