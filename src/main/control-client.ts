@@ -36,7 +36,7 @@ const GONE = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'ENOENT']);
 export class ControlClient {
   constructor(readonly socketPath: string) {}
 
-  private send(method: string, path: string, body?: unknown): Promise<IncomingMessage> {
+  private send(method: string, path: string, body?: unknown, timeoutMs = 0): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       const text = body === undefined ? undefined : JSON.stringify(body);
       const req = request({
@@ -44,15 +44,19 @@ export class ControlClient {
         headers: text === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) },
       }, resolve);
       req.once('error', reject);
+      if (timeoutMs) {
+        req.setTimeout(timeoutMs, () => req.destroy(new ControlError(0,
+          `nothing answered on ${this.socketPath} within ${timeoutMs} ms: the daemon that owns the queue is stuck?`)));
+      }
       req.end(text);
     });
   }
 
-  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+  private async json<T>(method: string, path: string, body?: unknown, timeoutMs = 0): Promise<T> {
     let res: IncomingMessage;
     let text = '';
     try {
-      res = await this.send(method, path, body);
+      res = await this.send(method, path, body, timeoutMs);
       for await (const chunk of res) text += chunk;
     } catch (err) {
       // findDaemon tells "nobody listens" itself; here the daemon was there when we asked
@@ -71,8 +75,9 @@ export class ControlClient {
     return parsed as T;
   }
 
-  status(): Promise<DaemonStatus> {
-    return this.json('GET', '/status');
+  /** Who owns the queue; a daemon that does not answer within `timeoutMs` is an error, not a wait forever. */
+  status(timeoutMs = 30_000): Promise<DaemonStatus> {
+    return this.json('GET', '/status', undefined, timeoutMs);
   }
 
   post<T>(path: string, body: unknown = {}): Promise<T> {
