@@ -126,7 +126,13 @@ export class QueueStore {
    */
   static async open(queueDir: string, options: StoreOptions = {}): Promise<QueueStore> {
     if (!QueueLock.held(queueDir)) throw new QueueNotOwned(queueDir);
-    const store = new QueueStore(queueDir, options);
+    let store: QueueStore;
+    try {
+      store = new QueueStore(queueDir, options);
+    } catch (err) {
+      // lmdb-js's own text names neither the file nor the queue ("Attempting to setup locks")
+      throw new Error(`queue ${queueDir}: cannot open ${join(queueDir, 'db')}: ${(err as Error).message}`, { cause: err });
+    }
     const schema = store.root.get('schema') as number | undefined;
     if (schema === undefined && !options.readOnly) {
       await store.root.put('schema', SCHEMA_VERSION);

@@ -10,6 +10,9 @@ export class CommandUsageError extends Error {}
 export function queueDirFlag(flag: string | undefined): string {
   const dir = resolve(flag ?? './queue');
   if (!existsSync(join(dir, 'db'))) {
+    if (flag === undefined) {
+      throw new CommandUsageError(`no queue in ./queue (${dir}: no db; serve creates it): give the queue with --queue DIR`);
+    }
     throw new CommandUsageError(`--queue: ${dir} is not a queue directory (no ${join(dir, 'db')}; has serve run with it?)`);
   }
   return dir;
@@ -29,6 +32,16 @@ export function parseCommandArgs<O extends NonNullable<ParseArgsConfig['options'
   try {
     return parseArgs({ args: argv, allowPositionals: true, strict: true, options });
   } catch (e) {
-    throw new CommandUsageError((e as Error).message);
+    const err = e as Error & { code?: string };
+    const flag = /'(-[^' ]+)/.exec(err.message)?.[1];
+    const valid = Object.entries(options).map(([name, o]) => `--${name}${o.short ? `/-${o.short}` : ''}`).join(', ');
+    if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag) {
+      throw new CommandUsageError(`unknown option ${flag} (valid: ${valid}; see --help)`);
+    }
+    if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && flag) {
+      const takes = /argument missing/.test(err.message) ? 'needs a value' : 'takes no value';
+      throw new CommandUsageError(`${flag} ${takes} (see --help)`);
+    }
+    throw new CommandUsageError(err.message);
   }
 }

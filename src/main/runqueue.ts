@@ -64,6 +64,10 @@ export async function runqueue(argv: string[], out = process.stdout, err = proce
   for (const id of result.missing) err.write(`smtp-receive: ${id}: no such message in ${queueDir}\n`);
   const s = result;
   out.write(`runqueue: ${s.attempted} attempted, ${s.delivered} delivered, ${s.deferred} deferred, ${s.held} held, ${s.skipped} skipped\n`);
+  if (s.attempted === 0 && !ids.length && s.queued > 0) {
+    const next = s.nextDue === undefined ? 'none is due (all on hold)' : `none due before ${new Date(s.nextDue).toISOString()}`;
+    out.write(`runqueue: ${s.queued} message${s.queued === 1 ? '' : 's'} queued, ${next}; \`smtp-receive flush\` makes them due now\n`);
+  }
   return s.missing.length > 0 || s.deferred + s.held > 0 ? 1 : 0;
 }
 
@@ -85,6 +89,10 @@ export interface RunQueueOptions {
 export interface RunQueueResult extends RunSummary {
   /** Ids asked for that are not in the queue. */
   missing: string[];
+  /** Messages in the queue after the pass. */
+  queued: number;
+  /** When the earliest of them is due (ms since the epoch); undefined when none is (all held). */
+  nextDue?: number;
 }
 
 /** The receiver has no deliver(): a queue run cannot deliver anything. */
@@ -103,7 +111,7 @@ export async function deliveryPass(
   track?.add(runner);
   try {
     const summary = await runner.runOnce(ids?.filter((id) => !missing.includes(id)));
-    return { ...summary, missing };
+    return { ...summary, missing, queued: store.count(), nextDue: store.nextDue() };
   } finally {
     track?.delete(runner);
   }

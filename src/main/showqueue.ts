@@ -86,7 +86,8 @@ export async function writeListing(items: AsyncIterable<ListItem>, out: Writable
     count++;
     bytes += record.msg.size;
   }
-  if (!o.json) await write(out, footer(bytes, count));
+  // "Mail queue is empty" would be wrong when the ids asked for are simply not there
+  if (!o.json && !(o.ids && count === 0)) await write(out, footer(bytes, count));
   return missing;
 }
 

@@ -1,0 +1,63 @@
+/** The queue commands' messages for common mistakes: they name the flag, the queue or the next step. */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { CliProcess, REPO_ROOT, runCli } from './helpers/cli.ts';
+import { enqueueTest } from './helpers/enqueue.ts';
+import { ownQueue } from './helpers/owned.ts';
+
+const FLAKY = new URL('./fixtures/flaky-deliver.ts', import.meta.url).pathname;
+let tmp: string;
+let queue: string;
+
+before(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'smtp-receive-msgs-'));
+  queue = join(tmp, 'queue');
+  const q = await ownQueue(queue);
+  try {
+    await enqueueTest(q.store, { to: ['ok@localhost'], time: Date.now() + 3600_000 }); // due in an hour
+  } finally {
+    await q.close();
+  }
+});
+after(async () => { await rm(tmp, { recursive: true, force: true }); });
+
+describe('queue command messages', () => {
+  it('an unknown option is named, with the valid ones', async () => {
+    const r = await runCli(['showqueue', '--queue', queue, '--jsn']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, 'smtp-receive: unknown option --jsn (valid: --receiver, --queue, --json, --bodies, --help/-h; see --help)\n');
+  });
+
+  it('an option without its value says so', async () => {
+    const r = await runCli(['hold', 'ALL', '--queue']);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, 'smtp-receive: --queue needs a value (see --help)\n');
+  });
+
+  it('no --queue and no ./queue: says that no queue was given, not that "--queue" is wrong', async () => {
+    const p = new CliProcess(spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(REPO_ROOT, 'src/main/cli.ts'), 'showqueue'], {
+      cwd: await mkdtemp(join(tmp, 'empty-')), stdio: ['ignore', 'pipe', 'pipe'],
+    }));
+    const exit = await p.waitExit(20_000);
+    assert.equal(exit.code, 2);
+    assert.match(p.stderr, /^smtp-receive: no queue in \.\/queue \(.*: no db; serve creates it\): give the queue with --queue DIR\n$/);
+  });
+
+  it('showqueue with an unknown id: the error only, no "Mail queue is empty"', async () => {
+    const r = await runCli(['showqueue', '--queue', queue, 'ZZZZZZZZZ0000AAAA']);
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /ZZZZZZZZZ0000AAAA: no such message in /);
+  });
+
+  it('runqueue with messages queued but none due says so and points to flush', async () => {
+    const r = await runCli(['runqueue', '--queue', queue, '--receiver', FLAKY], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^runqueue: 0 attempted, 0 delivered, 0 deferred, 0 held, 0 skipped\n/);
+    assert.match(r.stdout, /\nrunqueue: 1 message queued, none due before \d{4}-\d\d-\d\dT[\d:.]+Z; `smtp-receive flush` makes them due now\n$/);
+  });
+});
