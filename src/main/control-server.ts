@@ -27,6 +27,8 @@ import { drained } from './drain.ts';
 import { storeItems } from './listing.ts';
 
 export const CONTROL_SOCKET = 'control.sock';
+/** Longest Unix socket path Linux accepts (sun_path is 108 bytes with its NUL). */
+const MAX_SOCKET_PATH = 107;
 
 export function controlSocketPath(queueDir: string): string {
   return join(queueDir, CONTROL_SOCKET);
@@ -162,6 +164,9 @@ export interface ControlServer {
  */
 export async function startControl(t: ControlTarget, o: { group?: string } = {}): Promise<ControlServer> {
   const path = controlSocketPath(t.queueDir);
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+    throw new Error(`the control socket ${path} would be ${Buffer.byteLength(path)} bytes long; Unix sockets allow ${MAX_SOCKET_PATH}: use a queue directory with a shorter path`);
+  }
   const gid = o.group === undefined ? undefined : groupId(o.group);
   await unlink(path).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw new Error(`cannot remove the stale control socket ${path}: ${err.message}`);
