@@ -5,7 +5,7 @@
  * the store itself).
  *   1. a fresh temporary queue filled with N records (bulk, no SMTP; fill-queue.ts;
  *      small inline bodies, which a listing without --bodies never reads);
- *   2. `serve` on it (one worker thread, no runner: the default receiver has no deliver());
+ *   2. `serve` on it (one worker thread, --no-runner: nothing delivered while it is listed);
  *   3. `showqueue --json` while serve runs: its output piped into a counting sink
  *      (lines and bytes, not kept); wall time, time to the first line, the client's
  *      peak RSS and CPU; the daemon's RSS before and during, its CPU during, its
@@ -332,7 +332,7 @@ try {
   const loopFile = join(dir, 'loop-delay.json');
   t = performance.now();
   const daemon = start(
-    ['serve', '--listen', `127.0.0.1:${port}`, '--queue', queueDir, '--no-reverse-dns', '--workers', '1', '--hostname', 'bench.invalid'],
+    ['serve', '--listen', `127.0.0.1:${port}`, '--queue', queueDir, '--no-reverse-dns', '--workers', '1', '--hostname', 'bench.invalid', '--no-runner'],
     { BENCH_LOOP_DELAY_FILE: loopFile, BENCH_EXIT_REPORT: join(dir, 'exit-serve.json') },
   );
   const daemonErr = tail(daemon);

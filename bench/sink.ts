@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import '../src/patch/smtp-server.ts'; // the same run-time patch as the daemon's
 
 const { values: v } = parseArgs({
   options: {

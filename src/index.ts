@@ -5,6 +5,8 @@
  * the light core; the server, the test harness, the listing and the queue
  * runner are loaded on first use.
  */
+// lmdb-js is patched at run time before any queue store opens (src/patch/lmdb.ts; throws if it cannot be)
+import './patch/lmdb.ts';
 import type { Writable } from 'node:stream';
 import type { ServeOptions } from './main/options.ts';
 import type { RunningServer } from './main/server.ts';
@@ -19,7 +21,18 @@ export { Message } from './core/message.ts';
 export { SmtpReply, Replies, parseReply, toReply, type ReplyData } from './core/reply.ts';
 export type {
   ClientInfo, SessionInfo, MessageFields, MessageSnapshot, MessageBody, MailFromVerdict, RcptVerdict, ReceiverConfig,
+  FailedRecipient,
 } from './core/types.ts';
+export { failRecipient } from './core/failures.ts';
+// the built-in receivers: light modules (the relay loads nodemailer only when it delivers)
+export { MaildirReceiver, maildirFolder, type MaildirOptions } from './receivers/maildir.ts';
+export { WebhookReceiver, type WebhookOptions } from './receivers/webhook.ts';
+export { RelayReceiver, type RelayOptions } from './receivers/relay.ts';
+export {
+  verifyWebhookSignature, readWebhookEnvelope, WEBHOOK_HEADERS, type HeaderSource, type VerifyOptions, type WebhookEnvelope,
+} from './receivers/webhook-signature.ts';
+export { ReceiverOptionError } from './receivers/options.ts';
+export type { BuiltinReceiver } from './receivers/index.ts';
 export { QueueStore, QueueNotOwned, type QueueRecord } from './core/store.ts';
 export { QueueLock, QueueLocked } from './core/lock.ts';
 export type { ServeOptions, RunningServer, TestServer, ShowOptions, ListQueueOptions, RunQueueOptions, RunQueueResult, OpResult };
@@ -30,7 +43,10 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   return (await import('./main/server.ts')).startServer(options);
 }
 
-/** A receiver on 127.0.0.1, a free port and a temporary queue, for your tests; `stop()` removes the queue. */
+/**
+ * A receiver on 127.0.0.1, a free port and a temporary queue, for your tests; `stop()` removes the queue.
+ * Without `receiverPath` or `builtin` it delivers nothing: accepted messages stay queued for the test to read.
+ */
 export async function startTestServer(options: ServeOptions & { keepQueue?: boolean } = {}): Promise<TestServer> {
   return (await import('./testing.ts')).startTestServer(options);
 }

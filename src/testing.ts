@@ -1,6 +1,9 @@
 /**
  * A harness for users' own tests: a receiver on 127.0.0.1, a free port and a
- * temporary queue, and a stop() that removes the queue again.
+ * temporary queue, and a stop() that removes the queue again. Without a
+ * receiver module or a `builtin`, it runs the base Receiver (`{ kind: 'none' }`),
+ * not serve's Maildir default: a test sink that keeps every accepted message
+ * queued for the test to read, and writes nothing outside its temporary queue.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,8 +19,9 @@ export interface TestServer extends RunningServer {
 export async function startTestServer(options: ServeOptions & { keepQueue?: boolean } = {}): Promise<TestServer> {
   const { keepQueue, ...rest } = options;
   const queueDir = rest.queueDir ?? await mkdtemp(join(tmpdir(), 'smtp-receive-test-'));
+  const builtin = rest.builtin ?? (rest.receiverPath ? undefined : { kind: 'none' as const });
   const server = await startServer({
-    host: '127.0.0.1', port: 0, reverseDns: false, hostname: 'test.invalid', workers: 1, ...rest, queueDir,
+    host: '127.0.0.1', port: 0, reverseDns: false, hostname: 'test.invalid', workers: 1, ...rest, builtin, queueDir,
   });
   return {
     ...server,

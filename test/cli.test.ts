@@ -11,6 +11,8 @@ import { parseListen, parseServeArgs } from '../src/main/cli.ts';
 import { runCli, spawnCli } from './helpers/cli.ts';
 import { RawClient, queuedId } from './helpers/smtp.ts';
 
+const KEEP = new URL('./fixtures/keep-queued.ts', import.meta.url).pathname;
+
 let tmp: string;
 before(async () => { tmp = await mkdtemp(join(tmpdir(), 'smtp-receive-cli-')); });
 after(async () => { await rm(tmp, { recursive: true, force: true }); });
@@ -114,8 +116,9 @@ describe('smtp-receive serve: receiver modules', () => {
 describe('smtp-receive serve --domain example.net --domain example.org', () => {
   it('accepts RCPT for both domains, refuses others with 550, queues a message, stops on SIGTERM', async () => {
     const queue = join(tmp, 'domains');
+    // a receiver without deliver(): the message stays queued (serve's default would deliver it into ./mail)
     const p = spawnCli(['serve', '--listen', '127.0.0.1:0', '--queue', queue, '--no-reverse-dns', '--workers', '1',
-      '--domain', 'example.net', '--domain', 'example.org']);
+      '--receiver', KEEP, '--domain', 'example.net', '--domain', 'example.org']);
     try {
       const { port } = await p.ready();
       const c = await RawClient.ready(port);

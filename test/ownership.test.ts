@@ -22,8 +22,11 @@ let tmp: string;
 before(async () => { tmp = await mkdtemp(join(tmpdir(), 'smtp-receive-owner-')); });
 after(async () => { await rm(tmp, { recursive: true, force: true }); });
 
+const KEEP = new URL('./fixtures/keep-queued.ts', import.meta.url).pathname;
+// without a --receiver of its own, a receiver without deliver(): the tests count what stays queued
 const serveArgs = (queue: string, ...extra: string[]): string[] =>
-  ['serve', '--listen', '127.0.0.1:0', '--queue', queue, '--no-reverse-dns', '--workers', '1', ...extra];
+  ['serve', '--listen', '127.0.0.1:0', '--queue', queue, '--no-reverse-dns', '--workers', '1',
+    ...(extra.includes('--receiver') ? [] : ['--receiver', KEEP]), ...extra];
 
 interface OpenerResult { unlocked: string; lock: boolean; owner?: { pid: number; role: string }; opened?: boolean; messages?: number }
 

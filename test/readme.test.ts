@@ -1,11 +1,11 @@
 /**
- * The README's TypeScript examples compile: each ```ts block is written to a
+ * The TypeScript examples of README.md and docs/*.md compile: each ```ts block is written to a
  * file and type-checked with the settings a user's project would have
  * (strict, module nodenext), 'smtp-receive' resolving to this repository.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,10 +17,11 @@ function tsBlocks(markdown: string): string[] {
   return [...markdown.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
 }
 
-describe('README examples', () => {
+describe('README and docs/ examples', () => {
   it('every TypeScript example type-checks (strict, nodenext)', async () => {
-    const blocks = tsBlocks(readFileSync(join(REPO_ROOT, 'README.md'), 'utf8'));
-    assert.ok(blocks.length >= 2, 'the README has TypeScript examples');
+    const docs = ['README.md', ...readdirSync(join(REPO_ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join('docs', f))];
+    const blocks = docs.flatMap((f) => tsBlocks(readFileSync(join(REPO_ROOT, f), 'utf8')));
+    assert.ok(blocks.length >= 5, 'the README and docs/ have TypeScript examples');
     // inside the repository, so that node_modules (@types/node, the dependencies) resolve
     const dir = await mkdtemp(join(REPO_ROOT, 'test', '.readme-'));
     try {

@@ -117,7 +117,7 @@ describe('queue runner: retries and backoff', () => {
     assert.equal(q.state, 'hold');
     assert.equal(q.msg.error, 'remote said no');
     assert.ok(r.clock.now - q.msg.time >= 60_000);
-    assert.ok((await r.log()).includes(`EXPIRED ${rec.msg.id}`));
+    assert.ok((await r.log()).includes(`EXPIRED ${rec.msg.id} after ${q.attempts} attempts`), "expired() sees the attempt count");
     r.clock.now += 1e9;
     assert.equal((await r.runner.runOnce()).attempted, 0, 'a held message is never attempted');
     assert.ok(r.store.get(rec.msg.id), 'and never dropped');

@@ -1,6 +1,7 @@
 /** Loads a receiver module (default export: a Receiver subclass) — the same way in every thread. */
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import type { BuiltinReceiver } from '../receivers/index.ts';
 import { Receiver } from './receiver.ts';
 import type { ReceiverConfig } from './types.ts';
 
@@ -36,9 +37,18 @@ async function importModule(file: string): Promise<{ default?: unknown }> {
   }
 }
 
-export async function createReceiver(path: string | undefined, config: ReceiverConfig): Promise<Receiver> {
-  const Cls = await loadReceiverClass(path);
-  const receiver = new Cls();
+/**
+ * The receiver a thread runs: the module at `path`, else the built-in one
+ * `builtin` names (loaded only then), else the base Receiver.
+ */
+export async function createReceiver(path: string | undefined, config: ReceiverConfig, builtin?: BuiltinReceiver): Promise<Receiver> {
+  let receiver: Receiver;
+  if (!path && builtin) {
+    receiver = await (await import('../receivers/index.ts')).createBuiltin(builtin);
+  } else {
+    const Cls = await loadReceiverClass(path);
+    receiver = new Cls();
+  }
   receiver.config = config;
   return receiver;
 }

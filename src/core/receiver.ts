@@ -4,7 +4,7 @@
  * the daemon loads it on the main thread and in every worker.
  */
 import type { Message } from './message.ts';
-import { Replies } from './reply.ts';
+import { Replies, type SmtpReply } from './reply.ts';
 import type {
   ClientInfo, MailFromVerdict, MessageBody, RcptVerdict, ReceiverConfig, SessionInfo,
 } from './types.ts';
@@ -40,6 +40,7 @@ export class Receiver {
    * Worker, from the queue. Throw to retry later (the error is kept as `message.error`).
    * Fields you set on `message` (and changes to `message.to`) persist to the next attempt.
    * `message.undelivered` lists the recipients not yet known to be delivered.
+   * `failRecipient(message, rcpt, reply)` fails one recipient for good (a 5xx): it counts as done.
    */
   async deliver(_message: Message, _body: MessageBody): Promise<void> {
     throw new Error('deliver() is not implemented by this receiver; the message stays queued');
@@ -51,6 +52,11 @@ export class Receiver {
    */
   async isDelivered(_message: Message, _recipient?: string): Promise<boolean> {
     return false;
+  }
+
+  /** Worker, once per recipient that deliver failed for good (`failRecipient`). No bounce is sent. */
+  async failed(message: Message, recipient: string, reply: SmtpReply): Promise<void> {
+    message.log('delivery to %s failed for good: %s', recipient, reply.message);
   }
 
   /** Worker, once, when a message outlives the queue lifetime and goes on hold. */

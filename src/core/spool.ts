@@ -22,7 +22,8 @@ export async function ensureSpool(queueDir: string): Promise<void> {
   await syncDir(queueDir);
 }
 
-async function syncDir(dir: string): Promise<void> {
+/** fsyncs a directory, making its entries (created, renamed, removed files) durable. */
+export async function syncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
   try {
     await fh.sync();

@@ -4,12 +4,15 @@
  * predeliver before commit, the inline bytes); the worker answers with a
  * tagged result, never with a thrown error.
  */
+import type { BuiltinReceiver } from '../receivers/index.ts';
 import type { ReplyData } from './reply.ts';
 import type { MessageSnapshot } from './types.ts';
 
 export interface WorkerSetup {
-  /** Receiver module to load (absolute path), or undefined for the default receiver. */
+  /** Receiver module to load (absolute path), or undefined for a built-in receiver. */
   receiverPath: string | undefined;
+  /** The built-in receiver to run when there is no module (undefined: the base Receiver, which delivers nothing). */
+  builtin?: BuiltinReceiver;
   queueDir: string;
   domains: string[];
   hostname: string;
@@ -51,6 +54,8 @@ export interface DeliverResult {
   delivered: string[];
   /** What deliver threw, for `message.error`. */
   error?: string;
+  /** Recipients failed for good (`message.failed`), when there are any: done, not delivered. */
+  failed?: string[];
   /** A file exists at `message.textFile` (spooled, or an inline body written out by a hook). */
   textFileExists: boolean;
 }
@@ -58,6 +63,8 @@ export interface DeliverResult {
 export interface ExpiredTask {
   kind: 'expired';
   message: MessageSnapshot;
+  /** Delivery attempts made (the hook sees it as message.attempts). */
+  attempts: number;
 }
 
 /** Start-up check: the worker loaded the receiver module. */

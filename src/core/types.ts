@@ -1,6 +1,6 @@
 /** Types shared by the main thread, the workers and user receivers. */
 import type { Readable } from 'node:stream';
-import type { SmtpReply } from './reply.ts';
+import type { ReplyData, SmtpReply } from './reply.ts';
 
 /** The connecting client, as `checkAccess` sees it. */
 export interface ClientInfo {
@@ -50,6 +50,16 @@ export interface MessageFields {
   error?: string;
   /** When delivery was last attempted, ms since the epoch. */
   lastRun?: number;
+  /** Recipients that failed for good (set through `failRecipient` in deliver); they count as done. */
+  failed?: FailedRecipient[];
+}
+
+/** A recipient that failed for good: the next hop's 5xx reply, and when. */
+export interface FailedRecipient {
+  recipient: string;
+  reply: ReplyData;
+  /** ms since the epoch. */
+  time: number;
 }
 
 /** Fields that `deliver` adds are kept too; they must be plain data (structured-clone / msgpack). */

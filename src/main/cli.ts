@@ -3,7 +3,7 @@
  * (runqueue, showqueue, queue operations) live in their own modules.
  */
 import { log } from '../core/log.ts';
-import { OptionError, type ServeOptions } from './options.ts';
+import { builtinFromFlags, OptionError, type ServeOptions } from './options.ts';
 import { startServer } from './server.ts';
 import { CommandUsageError, wholeNumber, parseCommandArgs } from './command.ts';
 import { isQueueOp, queueOpCommand } from './queue-commands.ts';
@@ -16,12 +16,24 @@ const USAGE = `Usage: smtp-receive serve [RECEIVER] [options]
        smtp-receive flush | delete | hold | release | requeue [--queue DIR] [ID... | ALL]
        (each command takes --help)
 
-Receive mail over SMTP into a durable queue. RECEIVER is a module that
-default-exports a Receiver subclass (default: the built-in receiver, which
-accepts mail for the local domains and keeps it queued).
+Receive mail over SMTP into a durable queue, and deliver it. RECEIVER is a
+module that default-exports a Receiver subclass. Without one, a built-in
+receiver delivers: Maildir (the default: each recipient's copy into
+./mail/ADDRESS/new/), --webhook or --relay. Each accepts mail for the
+local domains (--domain) only.
 
 Options:
   --receiver FILE          receiver module (same as the RECEIVER argument)
+  --maildir DIR            built-in Maildir receiver: the directory holding one Maildir
+                           per recipient address (default ./mail)
+  --webhook URL            built-in webhook receiver: POST each message (message/rfc822,
+                           envelope in X-Smtp-Receive-* headers) to URL; 2xx delivers it
+  --webhook-secret SECRET  sign each request: X-Smtp-Receive-Signature, HMAC-SHA256
+                           (visible to other local users in ps; a receiver module can read a file)
+  --webhook-timeout MS     time limit of one request (default 30000)
+  --relay HOST[:PORT]      built-in relay: forward each message to this smarthost over SMTP
+                           (port 25 by default); a 5xx fails that recipient for good
+  --relay-timeout MS       time limit of connecting and of each reply (default 60000)
   --listen HOST:PORT       address to listen on (default 127.0.0.1:2525; [::1]:2525 for IPv6)
   --queue DIR              queue directory (default: the receiver's queueDirectory(), ./queue)
   --domain NAME            a local domain to accept mail for; repeat for more (default localhost)
@@ -71,6 +83,8 @@ export const SERVE_FLAGS = {
   'no-runner': { type: 'boolean' }, 'queue-only': { type: 'boolean' }, 'deliver-timeout': { type: 'string' },
   'retry-min': { type: 'string' }, 'retry-max': { type: 'string' }, 'max-lifetime': { type: 'string' },
   'shutdown-grace': { type: 'string' }, 'lock-wait': { type: 'string' }, 'control-group': { type: 'string' },
+  maildir: { type: 'string' }, webhook: { type: 'string' }, 'webhook-secret': { type: 'string' },
+  'webhook-timeout': { type: 'string' }, relay: { type: 'string' }, 'relay-timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -81,8 +95,15 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
   if (positionals.length > 1) throw new CommandUsageError(`serve takes one receiver module, got ${positionals.length} arguments`);
   if (positionals.length === 1 && v.receiver) throw new CommandUsageError('give the receiver either as an argument or with --receiver, not both');
   const listen = v.listen ? parseListen(v.listen) : undefined;
+  const receiverPath = v.receiver ?? positionals[0];
+  const builtin = builtinFromFlags({
+    maildir: v.maildir, webhook: v.webhook, 'webhook-secret': v['webhook-secret'],
+    'webhook-timeout': num('webhook-timeout', v['webhook-timeout']), relay: v.relay,
+    'relay-timeout': num('relay-timeout', v['relay-timeout']),
+  }, receiverPath);
   return {
-    receiverPath: v.receiver ?? positionals[0],
+    receiverPath,
+    builtin,
     host: listen?.host,
     port: listen?.port,
     queueDir: v.queue,
@@ -118,6 +139,8 @@ const FLAG: Record<string, string> = {
   predeliverTimeout: 'predeliver-timeout', workerQueue: 'worker-queue', maxClients: 'max-clients',
   deliverTimeout: 'deliver-timeout', retryMin: 'retry-min', retryMax: 'retry-max', maxLifetime: 'max-lifetime',
   shutdownGrace: 'shutdown-grace', lockWait: 'lock-wait', controlGroup: 'control-group',
+  'maildir.root': 'maildir', 'webhook.url': 'webhook', 'webhook.secret': 'webhook-secret',
+  'webhook.timeout': 'webhook-timeout', 'relay.host': 'relay', 'relay.port': 'relay', 'relay.timeout': 'relay-timeout',
 };
 
 async function serve(argv: string[]): Promise<void> {

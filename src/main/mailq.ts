@@ -3,6 +3,7 @@
  * `mailq` text (short- and long-id layouts) and `postqueue -j` JSON Lines.
  * Pure functions of a record: the command streams them.
  */
+import { failureReason } from '../core/failures.ts';
 import type { QueueRecord } from '../core/store.ts';
 
 /** What a listing needs to know about one message besides its record. */
@@ -58,7 +59,7 @@ export function mailqEntry(m: ListedMessage, l: Layout): string {
     : `${left(status, 11)} ${right(String(r.msg.size), 7)} ${cut(time, 20)} ${sender}\n`;
   let saved = '';
   for (const rcpt of r.msg.to) {
-    const why = m.done.has(rcpt) ? 'delivered' : (r.msg.error ?? '');
+    const why = m.done.has(rcpt) ? 'delivered' : (failureReason(r.msg, rcpt) ?? r.msg.error ?? '');
     if (why !== saved) {
       saved = why;
       const show = why || 'reason unavailable';
@@ -85,7 +86,7 @@ export function queueName(m: ListedMessage): string {
 export function jsonEntry(m: ListedMessage, body?: Buffer): string {
   const r = m.record;
   const recipients = r.msg.to.map((address) => {
-    const why = m.done.has(address) ? 'delivered' : r.msg.error;
+    const why = m.done.has(address) ? 'delivered' : (failureReason(r.msg, address) ?? r.msg.error);
     return why ? { address, delay_reason: why } : { address };
   });
   const out: Record<string, unknown> = {

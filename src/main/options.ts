@@ -1,9 +1,17 @@
 /** Options of `serve`: one typed object, checked once at start-up with errors that name the option. */
 import { hostname as osHostname } from 'node:os';
+import type { BuiltinReceiver } from '../receivers/index.ts';
+import { CommandUsageError } from './command.ts';
 
 export interface ServeOptions {
-  /** Receiver module (default-exports a Receiver subclass). @default the built-in receiver */
+  /** Receiver module (default-exports a Receiver subclass). Without one, `builtin` runs. */
   receiverPath?: string;
+  /**
+   * A built-in receiver (and its options) when there is no receiverPath:
+   * Maildir, webhook, SMTP relay, or 'none' (deliver nothing: messages stay queued).
+   * @default { kind: 'maildir' } (mail into ./mail)
+   */
+  builtin?: BuiltinReceiver;
   /** Address to listen on. @default '127.0.0.1' */
   host?: string;
   /** Port to listen on (0: any free port). @default 2525 */
@@ -62,8 +70,8 @@ export interface ServeOptions {
   controlGroup?: string;
 }
 
-export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'queueDir' | 'workers' | 'controlGroup'>>
-  & Pick<ServeOptions, 'receiverPath' | 'queueDir' | 'workers' | 'controlGroup'>;
+export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'>>
+  & Pick<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'>;
 
 export class OptionError extends Error {
   constructor(readonly option: string, message: string) {
@@ -87,8 +95,10 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
   if (domains.length === 0) throw new OptionError('domains', 'at least one local domain is needed');
   const hostname = o.hostname ?? osHostname();
   if (!/^[A-Za-z0-9.-]{1,253}$/.test(hostname)) throw new OptionError('hostname', `${JSON.stringify(hostname)} is not a host name`);
+  if (o.receiverPath && o.builtin) throw new OptionError('builtin', 'give a receiver module (receiverPath) or a built-in receiver, not both');
   return {
     receiverPath: o.receiverPath,
+    builtin: o.receiverPath ? undefined : o.builtin ?? { kind: 'maildir' },
     queueDir: o.queueDir,
     host: o.host ?? '127.0.0.1',
     port: int('port', o.port ?? 2525, 0, 65535),
@@ -118,4 +128,49 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     lockWait: int('lockWait', o.lockWait ?? 10_000, 0),
     controlGroup: o.controlGroup,
   };
+}
+
+/** The flags of `serve` that choose and configure a built-in receiver. */
+export interface BuiltinFlags {
+  maildir?: string;
+  webhook?: string;
+  'webhook-secret'?: string;
+  'webhook-timeout'?: number;
+  relay?: string;
+  'relay-timeout'?: number;
+}
+
+/**
+ * The built-in receiver the flags ask for (undefined: none asked for). They
+ * choose one receiver, so they do not go with a receiver module, nor with one
+ * another; a flag that configures one (--webhook-secret) chooses it too, and
+ * the receiver's own check then asks for what is missing (--webhook: missing).
+ */
+export function builtinFromFlags(f: BuiltinFlags, receiverModule: string | undefined): BuiltinReceiver | undefined {
+  const given = (Object.keys(f) as Array<keyof BuiltinFlags>).filter((k) => f[k] !== undefined).map((k) => `--${k}`);
+  if (given.length === 0) return undefined;
+  if (receiverModule) {
+    throw new CommandUsageError(`${given.join(', ')}: built-in receiver flags do not go with a receiver module (${receiverModule}); configure the module instead`);
+  }
+  const kinds = [
+    f.maildir !== undefined && '--maildir',
+    (f.webhook ?? f['webhook-secret'] ?? f['webhook-timeout']) !== undefined && '--webhook',
+    (f.relay ?? f['relay-timeout']) !== undefined && '--relay',
+  ].filter((k): k is string => !!k);
+  if (kinds.length > 1) throw new CommandUsageError(`${given.join(', ')}: choose one built-in receiver (${kinds.join(' or ')}), not several`);
+  if (kinds[0] === '--maildir') return { kind: 'maildir', options: { root: f.maildir } };
+  if (kinds[0] === '--webhook') {
+    return { kind: 'webhook', options: { url: f.webhook!, secret: f['webhook-secret'], timeout: f['webhook-timeout'] } };
+  }
+  const target = f.relay === undefined ? undefined : parseRelayTarget(f.relay);
+  return { kind: 'relay', options: { host: target?.host!, port: target?.port, timeout: f['relay-timeout'] } };
+}
+
+/** `--relay HOST`, `HOST:PORT` or `[IPv6]:PORT`. */
+export function parseRelayTarget(v: string): { host: string; port?: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+))(?::(\d{1,5}))?$/.exec(v);
+  if (!m || (m[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535))) {
+    throw new CommandUsageError(`--relay: expected HOST or HOST:PORT (e.g. smtp.example.net:587 or [::1]:2525), got ${JSON.stringify(v)}`);
+  }
+  return { host: m[1] ?? m[2]!, port: m[3] === undefined ? undefined : Number(m[3]) };
 }

@@ -229,7 +229,8 @@ export class QueueRunner {
         // the file goes after the record: a crash in between leaves an orphan, removed at start-up
         else if (result.textFileExists) await unlink(record.msg.textFile).catch(() => {});
         this.totals.delivered++;
-        log.debug('%s: delivered', id);
+        // recipients failed for good count as done (the worker decided); their failed() hook has run
+        log.debug('%s: delivered%s', id, result.failed ? `; failed for good: ${result.failed.join(', ')}` : '');
         return;
       }
       // cut short by our own shutdown: not an attempt to count; releaseLeases makes it due again
@@ -250,7 +251,7 @@ export class QueueRunner {
       if (!written) log.warn('%s: lease lost during delivery; outcome not recorded', id);
       if (expired && written) {
         this.totals.held++;
-        const r = await this.pool.run({ kind: 'expired', message: msg }, this.deliverTimeout);
+        const r = await this.pool.run({ kind: 'expired', message: msg, attempts }, this.deliverTimeout);
         if (!r.ok) log.error('%s: expired hook failed: %s', id, r.error);
       } else {
         this.totals.deferred++;

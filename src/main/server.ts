@@ -2,6 +2,8 @@
 import { resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import { SMTP_SERVER_PATCH } from '../patch/smtp-server.ts';
+import { lmdbPatched } from '../patch/lmdb.ts';
 import { createReceiver, overrides } from '../core/load.ts';
 import { log } from '../core/log.ts';
 import type { Receiver } from '../core/receiver.ts';
@@ -12,7 +14,8 @@ import { onData } from './accept.ts';
 import { startControl, type ControlServer } from './control-server.ts';
 import type { Context } from './context.ts';
 import { reverseResolver } from './lookup.ts';
-import { resolveOptions, type ResolvedOptions, type ServeOptions } from './options.ts';
+import { OptionError, resolveOptions, type ResolvedOptions, type ServeOptions } from './options.ts';
+import { ReceiverOptionError } from '../receivers/options.ts';
 import { WorkerPool } from './pool.ts';
 import { QueueRunner } from './runner.ts';
 import { deliveryPass } from './runqueue.ts';
@@ -32,9 +35,16 @@ export interface RunningServer {
 }
 
 function assertPatched(): void {
-  // The greeting pause and enhanced-code handling come from patches/smtp-server+*.patch (patch-package).
-  if ((SMTPServer as unknown as { smtpReceivePatch?: number }).smtpReceivePatch !== 1) {
-    throw new Error('smtp-server is not patched: run `npm ci` (its postinstall runs patch-package) or `npx patch-package`');
+  // src/patch/ patches smtp-server and lmdb-js when imported (above), or throws; this catches any other way
+  // of ending up with an unpatched copy (another smtp-server than the one patched, a removed marker)
+  if ((SMTPServer as unknown as { smtpReceivePatch?: number }).smtpReceivePatch !== SMTP_SERVER_PATCH) {
+    throw new Error('smtp-server is not patched: the SMTPServer this process loaded lacks the marker of smtp-receive\'s ' +
+      'run-time patch (src/patch/smtp-server.ts); reinstall smtp-receive\'s dependencies');
+  }
+  if (!lmdbPatched()) {
+    throw new Error('lmdb is not patched: the lmdb-js that opens this process\'s databases lacks smtp-receive\'s run-time ' +
+      'patch (src/patch/lmdb.ts): reinstall smtp-receive\'s dependencies; if the application also loads lmdb with ' +
+      'require(), let smtp-receive open its queue before the application opens a database that way');
   }
 }
 
@@ -42,7 +52,11 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   assertPatched();
   const opts = resolveOptions(options);
   const receiverPath = opts.receiverPath ? resolve(opts.receiverPath) : undefined;
-  const receiver = await createReceiver(receiverPath, { domains: opts.domains, queueDir: '', hostname: opts.hostname });
+  const { builtin } = opts;
+  // a built-in receiver's option errors name the serve option (and so the CLI flag)
+  const named = (err: unknown): unknown => (builtin && ReceiverOptionError.is(err) ? new OptionError(`${builtin.kind}.${err.option}`, err.detail) : err);
+  const receiver = await createReceiver(receiverPath, { domains: opts.domains, queueDir: '', hostname: opts.hostname }, builtin)
+    .catch((err: unknown) => { throw named(err); });
   const queueDir = resolve(opts.queueDir ?? receiver.queueDirectory());
   receiver.config = { ...receiver.config, queueDir };
 
@@ -70,10 +84,10 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     const removed = await removeOrphans(queueDir, (id) => opened.has(id));
     if (removed) log.info('start-up: removed %d spool file(s) left without a record', removed);
     if (receiver.doSyslog()) log.warn('doSyslog() is true, but syslog output is not implemented yet: logging to stderr');
-    await receiver.prestart(receiver.config);
+    await receiver.prestart(receiver.config).catch((err: unknown) => { throw named(err); });
 
     pool = new WorkerPool(
-      { receiverPath, queueDir, domains: opts.domains, hostname: opts.hostname, lockFd: lock.fd },
+      { receiverPath, builtin, queueDir, domains: opts.domains, hostname: opts.hostname, lockFd: lock.fd },
       { size: opts.workers, maxQueue: opts.workerQueue },
     );
     const started = pool;

@@ -1,11 +1,14 @@
 /**
  * One delivery attempt, in a worker: isDelivered per recipient before (so a
- * retry after a crash skips recipients already done), deliver, isDelivered
- * after. Returns the message's fields as deliver left them.
+ * retry after a crash skips recipients already done), deliver, the `failed`
+ * hook for recipients deliver failed for good, isDelivered after. Recipients
+ * failed for good count as done. Returns the message's fields as deliver left them.
  */
 import { existsSync } from 'node:fs';
 import { StoredBody } from '../core/body.ts';
+import { failedSet, failureReply } from '../core/failures.ts';
 import { overrides } from '../core/load.ts';
+import { log } from '../core/log.ts';
 import { Message } from '../core/message.ts';
 import type { Receiver } from '../core/receiver.ts';
 import type { QueueStore } from '../core/store.ts';
@@ -59,11 +62,14 @@ export async function deliverOnce(receiver: Receiver, store: QueueStore, task: D
   if (inline) exposeTextFile(message, body);
   const customCheck = overrides(receiver, 'isDelivered');
   const delivered = new Set(task.delivered);
+  // recipients failed for good (by an earlier attempt) count as done
+  const failedBefore = message.failed?.length ? failedSet(message) : undefined;
+  let failed = failedBefore;
 
   const refresh = async (): Promise<string[]> => {
     const pending: string[] = [];
     for (const rcpt of message.to) {
-      if (delivered.has(rcpt)) continue;
+      if (delivered.has(rcpt) || failed?.has(rcpt)) continue;
       if (customCheck && await receiver.isDelivered(message, rcpt)) delivered.add(rcpt);
       else pending.push(rcpt);
     }
@@ -85,11 +91,31 @@ export async function deliverOnce(receiver: Receiver, store: QueueStore, task: D
       threw = true;
       error = errorText(thrown);
     }
+    if (message.failed?.length) {
+      failed = failedSet(message);
+      await runFailedHooks(receiver, message, failedBefore);
+    }
     pending = await refresh();
-    done = customCheck ? await receiver.isDelivered(message) : !threw;
-    if (!done && customCheck && pending.length === 0 && !threw) done = true;
+    // every recipient delivered or failed for good: finished, whatever else deliver said
+    const settled = pending.length === 0 && message.to.length > 0;
+    if (settled && (!threw || (failed?.size ?? 0) > 0)) done = true;
+    else done = customCheck ? await receiver.isDelivered(message) : !threw;
   }
   const kept = done ? [...delivered] : [...delivered].filter((r) => message.to.includes(r));
   const textFileExists = task.storage === 'file' || existsSync(textFile);
-  return { ok: true, done, message: snapshot(message, textFile), delivered: kept, error, textFileExists };
+  const result: DeliverResult = { ok: true, done, message: snapshot(message, textFile), delivered: kept, error, textFileExists };
+  if (failed?.size) result.failed = [...failed];
+  return result;
+}
+
+/** The receiver's `failed` hook, once for each recipient this attempt failed for good; a hook that throws is logged. */
+async function runFailedHooks(receiver: Receiver, message: Message, before: Set<string> | undefined): Promise<void> {
+  for (const f of message.failed ?? []) {
+    if (before?.has(f.recipient)) continue;
+    try {
+      await receiver.failed(message, f.recipient, failureReply(f));
+    } catch (thrown) {
+      log.error('%s: the failed hook for %s threw: %s', message.id, f.recipient, thrown instanceof Error ? thrown.stack : String(thrown));
+    }
+  }
 }

@@ -15,7 +15,7 @@ import { deliverOnce } from './deliver.ts';
 const setup = workerData as WorkerSetup;
 const receiver = await createReceiver(setup.receiverPath, {
   domains: setup.domains, queueDir: setup.queueDir, hostname: setup.hostname,
-});
+}, setup.builtin);
 
 // the owner's environment, shared by lmdb-js across its threads, under the owner's lock; opened on first need
 let store: Promise<QueueStore> | undefined;
@@ -56,7 +56,9 @@ export default async function run(task: Task): Promise<ResultOf[Task['kind']]> {
     }
     case 'expired':
       try {
-        await receiver.expired(new Message(task.message));
+        const message = new Message(task.message);
+        message.attempts = task.attempts;
+        await receiver.expired(message);
         return { ok: true };
       } catch (thrown) {
         return { ok: false, error: stackOf(thrown) };
