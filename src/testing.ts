@@ -20,9 +20,16 @@ export async function startTestServer(options: ServeOptions & { keepQueue?: bool
   const { keepQueue, ...rest } = options;
   const queueDir = rest.queueDir ?? await mkdtemp(join(tmpdir(), 'smtp-receive-test-'));
   const builtin = rest.builtin ?? (rest.receiverPath ? undefined : { kind: 'none' as const });
-  const server = await startServer({
-    host: '127.0.0.1', port: 0, reverseDns: false, hostname: 'test.invalid', workers: 1, ...rest, builtin, queueDir,
-  });
+  let server: RunningServer;
+  try {
+    server = await startServer({
+      host: '127.0.0.1', port: 0, reverseDns: false, hostname: 'test.invalid', workers: 1, ...rest, builtin, queueDir,
+    });
+  } catch (err) {
+    // a start-up that fails (a bad receiver module, a busy port) leaves no temporary queue behind
+    if (!keepQueue && !rest.queueDir) await rm(queueDir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     ...server,
     async stop() {

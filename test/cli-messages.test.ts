@@ -5,7 +5,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { CliProcess, REPO_ROOT, runCli } from './helpers/cli.ts';
+import { createServer } from 'node:net';
+import { CliProcess, REPO_ROOT, runCli, spawnCli } from './helpers/cli.ts';
 import { enqueueTest } from './helpers/enqueue.ts';
 import { ownQueue } from './helpers/owned.ts';
 
@@ -59,5 +60,31 @@ describe('queue command messages', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^runqueue: 0 attempted, 0 delivered, 0 deferred, 0 held, 0 skipped\n/);
     assert.match(r.stdout, /\nrunqueue: 1 message queued, none due before \d{4}-\d\d-\d\dT[\d:.]+Z; `smtp-receive flush` makes them due now\n$/);
+  });
+
+  it('serve on IPv6 says "listening on [::1]:PORT", once', async () => {
+    const p = spawnCli(['serve', '--listen', '[::1]:0', '--queue', join(tmp, 'q6'), '--no-reverse-dns', '--workers', '1']);
+    try {
+      const { host } = await p.ready();
+      assert.equal(host, '::1');
+      assert.match(p.stdout, /^smtp-receive: listening on \[::1\]:\d+, queue /);
+      assert.equal((p.stdout + p.stderr).split('listening on').length - 1, 1, p.stderr);
+    } finally {
+      await p.kill();
+    }
+  });
+
+  it('serve on a busy port says so once, naming the address, and exits 1', async () => {
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    const { port } = busy.address() as { port: number };
+    try {
+      const r = await runCli(['serve', '--listen', `127.0.0.1:${port}`, '--queue', join(tmp, 'qb'), '--no-reverse-dns', '--workers', '1']);
+      assert.equal(r.code, 1);
+      assert.equal(r.stderr.split('EADDRINUSE').length - 1, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+    } finally {
+      busy.close();
+    }
   });
 });

@@ -198,8 +198,13 @@ describe('parseListen', () => {
     assert.deepEqual(parseListen('[::ffff:127.0.0.1]:2525'), { host: '::ffff:127.0.0.1', port: 2525 });
   });
 
+  it('takes a bare PORT (127.0.0.1) and :PORT (every IPv4 address)', () => {
+    assert.deepEqual(parseListen('2525'), { host: '127.0.0.1', port: 2525 });
+    assert.deepEqual(parseListen(':25'), { host: '0.0.0.0', port: 25 });
+  });
+
   it('refuses anything else, naming --listen', () => {
-    for (const bad of ['nope', '127.0.0.1', ':25', '127.0.0.1:', '127.0.0.1:65536', '127.0.0.1:123456', '::1:25',
+    for (const bad of ['nope', '127.0.0.1', '65536', ':', '127.0.0.1:', '127.0.0.1:65536', '127.0.0.1:123456', '::1:25',
       '[::1]', '[::1]:', 'host:port', ' 127.0.0.1:25', '127.0.0.1:25 ', 'a b:25', '']) {
       assert.throws(() => parseListen(bad), /--listen/, JSON.stringify(bad));
     }

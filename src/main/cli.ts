@@ -4,7 +4,7 @@
  */
 import { log } from '../core/log.ts';
 import { builtinFromFlags, OptionError, type ServeOptions } from './options.ts';
-import { startServer } from './server.ts';
+import { formatAddress, startServer } from './server.ts';
 import { CommandUsageError, wholeNumber, parseCommandArgs } from './command.ts';
 import { isQueueOp, queueOpCommand } from './queue-commands.ts';
 import { runqueue } from './runqueue.ts';
@@ -34,7 +34,8 @@ Options:
   --relay HOST[:PORT]      built-in relay: forward each message to this smarthost over SMTP
                            (port 25 by default); a 5xx fails that recipient for good
   --relay-timeout MS       time limit of connecting and of each reply (default 60000)
-  --listen HOST:PORT       address to listen on (default 127.0.0.1:2525; [::1]:2525 for IPv6)
+  --listen HOST:PORT       address to listen on (default 127.0.0.1:2525; [::1]:2525 for IPv6,
+                           :2525 for every IPv4 address, 2525 for 127.0.0.1:2525)
   --queue DIR              queue directory (default: the receiver's queueDirectory(), ./queue)
   --domain NAME            a local domain to accept mail for; repeat for more (default localhost)
   --hostname NAME          name in the greeting and Received headers (default: this host's name)
@@ -66,11 +67,16 @@ Options:
 
 const num = wholeNumber;
 
+/** `HOST:PORT`, `[IPv6]:PORT`, `:PORT` (every IPv4 address, as HAProxy's `bind :25`), or a bare `PORT` (127.0.0.1). */
 export function parseListen(v: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(v);
-  if (!m || Number(m[3]) > 65535) throw new CommandUsageError(`--listen: expected HOST:PORT (e.g. 127.0.0.1:2525 or [::1]:2525), got ${JSON.stringify(v)}`);
-  return { host: m[1] ?? m[2]!, port: Number(m[3]) };
+  const m = /^(?:(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]*)):)?(\d{1,5})$/.exec(v);
+  if (!m || Number(m[3]) > 65535) {
+    throw new CommandUsageError(`--listen: expected HOST:PORT, [IPv6]:PORT, :PORT or PORT (e.g. 127.0.0.1:2525, [::1]:2525, :25), got ${JSON.stringify(v)}`);
+  }
+  const host = m[1] ?? m[2];
+  return { host: host === undefined ? '127.0.0.1' : host === '' ? '0.0.0.0' : host, port: Number(m[3]) };
 }
+
 
 /** The flags `serve` takes (each documented in USAGE; a test checks both ways). */
 export const SERVE_FLAGS = {
@@ -168,7 +174,7 @@ async function serve(argv: string[]): Promise<void> {
     await server.close();
     return;
   }
-  process.stdout.write(`smtp-receive: listening on ${server.host}:${server.port}, queue ${server.queueDir}\n`);
+  process.stdout.write(`smtp-receive: listening on ${formatAddress(server.host, server.port)}, queue ${server.queueDir}\n`);
 }
 
 export async function main(argv: string[]): Promise<number> {

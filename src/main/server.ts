@@ -48,6 +48,11 @@ function assertPatched(): void {
   }
 }
 
+/** An address as HOST:PORT, IPv6 in brackets. */
+export function formatAddress(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 export async function startServer(options: ServeOptions = {}): Promise<RunningServer> {
   assertPatched();
   const opts = resolveOptions(options);
@@ -150,8 +155,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     onData: onData(ctx),
   };
   const smtp = new SMTPServer(smtpOptions);
-  smtp.on('error', (err) => log.warn('smtp: %s', err.message));
-
+  // a failed listen is reported once, by the error below, not also by the logging handler
+  const quiet = (): void => {};
+  smtp.on('error', quiet);
   await new Promise<void>((ok, fail) => {
     smtp.server.once('error', fail);
     smtp.listen(opts.port, opts.host, () => {
@@ -160,11 +166,14 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     });
   }).catch(async (err: Error) => {
     await unwind();
-    throw new Error(`cannot listen on ${opts.host}:${opts.port}: ${err.message}`, { cause: err });
+    throw new Error(`cannot listen on ${formatAddress(opts.host, opts.port)}: ${err.message}`, { cause: err });
   });
+  smtp.off('error', quiet);
+  smtp.on('error', (err) => log.warn('smtp: %s', err.message));
   runner?.start();
   const address = smtp.server.address() as AddressInfo;
-  log.info('listening on %s:%d, queue %s', address.address, address.port, queueDir);
+  // the CLI prints its own "listening on" line: at info this would say it twice
+  log.debug('listening on %s, queue %s', formatAddress(address.address, address.port), queueDir);
 
   let closing: Promise<void> | undefined;
   return {

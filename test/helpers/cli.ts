@@ -78,7 +78,7 @@ export class CliProcess {
   /** Waits for `smtp-receive: listening on HOST:PORT` on stdout. */
   listening(timeoutMs = 20_000): Promise<{ host: string; port: number }> {
     return this.until(() => {
-      const m = /listening on (\S+):(\d+)/.exec(this.stdout);
+      const m = /listening on \[?([^\s\]]+?)\]?:(\d+),/.exec(this.stdout);
       return m ? { host: m[1]!, port: Number(m[2]) } : undefined;
     }, timeoutMs, 'waiting for "listening on"');
   }
