@@ -47,6 +47,7 @@ describe('smtp-receive serve --help', () => {
       const args = type === 'string' ? [`--${flag}`, SAMPLE[flag] ?? '5'] : [`--${flag}`];
       assert.doesNotThrow(() => parseServeArgs(args), `parseServeArgs accepts ${args.join(' ')}`);
     }
+    assert.match(r.stdout, /^\s+SMTP_RECEIVE_LOG\s+log level/m, '--help documents the environment variable');
     // nothing documented that it does not take
     for (const [, flag] of r.stdout.matchAll(/^\s+(?:-\w, )?--([a-z-]+)/gm)) assert.ok(names.includes(flag!), `--${flag} in --help is accepted`);
   });

@@ -63,6 +63,9 @@ Options:
   --control-group NAME     let this group (name or gid) use the control socket QUEUE/control.sock
                            too (mode 0660; default: only this user, 0600)
   -h, --help               show this help
+
+Environment:
+  SMTP_RECEIVE_LOG         log level: debug, info (default), warn or error; the log goes to stderr
 `;
 
 const num = wholeNumber;
