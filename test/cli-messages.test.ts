@@ -1,7 +1,7 @@
 /** The queue commands' messages for common mistakes: they name the flag, the queue or the next step. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { CliProcess, REPO_ROOT, runCli, spawnCli } from './helpers/cli.ts';
 import { enqueueTest } from './helpers/enqueue.ts';
 import { ownQueue } from './helpers/owned.ts';
+import { QueueStore } from '../src/core/store.ts';
 
 const FLAKY = new URL('./fixtures/flaky-deliver.ts', import.meta.url).pathname;
 let tmp: string;
@@ -86,5 +87,12 @@ describe('queue command messages', () => {
     } finally {
       busy.close();
     }
+  });
+
+  it('a queue whose LMDB environment cannot be opened: the error names the queue and its db', async () => {
+    const bad = join(tmp, 'bad');
+    await mkdir(bad);
+    await writeFile(join(bad, 'db'), 'not a directory');
+    await assert.rejects(QueueStore.openOwned(bad), new RegExp(`^Error: queue ${bad}: cannot open ${bad}/db: `));
   });
 });

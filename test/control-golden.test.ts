@@ -101,6 +101,7 @@ describe('queue commands: the same through the daemon as offline', () => {
   it('runqueue: the same summary, and the same queue after it', async () => {
     const r = await both('runqueue', '--receiver', FLAKY);
     assert.equal(r.stdout, 'runqueue: 3 attempted, 2 delivered, 1 deferred, 0 held, 0 skipped\n');
+    assert.match(r.stderr, new RegExp(`smtp-receive: ${ids[1]}: deferred: remote said no\n`));
     assert.equal(r.code, 1);
     const left = await both('showqueue');
     assert.match(left.stdout, /never@localhost/);

@@ -37,6 +37,7 @@ describe('runqueue', () => {
     assert.match(r.stderr, new RegExp(`using the receiver recorded by serve: ${FLAKY.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     assert.match(r.stdout, /runqueue: 2 attempted, 1 delivered, 1 deferred, 0 held, 0 skipped/);
     assert.equal(r.code, 1, 'a deferred message makes the exit status 1');
+    assert.match(r.stderr, new RegExp(`smtp-receive: ${neverId}: deferred: remote said no\n`), 'the reason of a deferral is said');
     const { store, close } = await ownQueue(queue); // no daemon: runqueue has exited; closed before the next command
     try {
       assert.equal(store.has(okId!), false);

@@ -26,8 +26,17 @@ export interface RunnerOptions {
   pollInterval?: number;
   /** Injectable clock (ms since the epoch). */
   now?: () => number;
+  /** Keep each deferred or held message's id and reason in `notDelivered` (one-pass runners: runqueue). */
+  recordNotDelivered?: boolean;
   /** Injectable randomness for the retry jitter. */
   random?: () => number;
+}
+
+/** A message a pass attempted and did not deliver: deferred (retried later) or held (expired). */
+export interface NotDelivered {
+  id: string;
+  state: 'deferred' | 'held';
+  error: string;
 }
 
 export interface RunSummary {
@@ -57,6 +66,9 @@ export class QueueRunner {
   private readonly idle: Array<() => void> = [];
   private readonly slots: Array<() => void> = [];
   readonly totals: RunSummary = { attempted: 0, delivered: 0, deferred: 0, held: 0, skipped: 0 };
+  /** With `recordNotDelivered`: the messages attempted and not delivered, with why. */
+  readonly notDelivered: NotDelivered[] = [];
+  private readonly recordNotDelivered: boolean;
 
   constructor(private readonly store: QueueStore, private readonly pool: WorkerPool, o: RunnerOptions = {}) {
     this.retry = { ...DEFAULT_RETRY, ...o.retry };
@@ -66,6 +78,7 @@ export class QueueRunner {
     this.pollInterval = o.pollInterval ?? 5000;
     this.now = o.now ?? Date.now;
     this.random = o.random ?? Math.random;
+    this.recordNotDelivered = o.recordNotDelivered ?? false;
   }
 
   /** Looks for due messages now (after a flush, release or requeue made some due). */
@@ -249,6 +262,7 @@ export class QueueRunner {
       delete next.lease;
       const written = await this.store.update(id, (r) => (r.lease?.owner === this.owner ? next : undefined));
       if (!written) log.warn('%s: lease lost during delivery; outcome not recorded', id);
+      if (this.recordNotDelivered) this.notDelivered.push({ id, state: expired && written ? 'held' : 'deferred', error });
       if (expired && written) {
         this.totals.held++;
         const r = await this.pool.run({ kind: 'expired', message: msg, attempts }, this.deliverTimeout);

@@ -8,7 +8,7 @@ import { CommandUsageError, queueDirFlag, wholeNumber as num, parseCommandArgs }
 import { findReceiver } from './find-receiver.ts';
 import { WorkerPool } from './pool.ts';
 import { withQueue } from './queue-access.ts';
-import { QueueRunner, type RunnerOptions, type RunSummary } from './runner.ts';
+import { QueueRunner, type NotDelivered, type RunnerOptions, type RunSummary } from './runner.ts';
 import type { RetryPolicy } from '../core/schedule.ts';
 
 export const RUNQUEUE_USAGE = `Usage: smtp-receive runqueue [--receiver FILE] [--queue DIR] [ids...]
@@ -62,6 +62,7 @@ export async function runqueue(argv: string[], out = process.stdout, err = proce
     throw e;
   }
   for (const id of result.missing) err.write(`smtp-receive: ${id}: no such message in ${queueDir}\n`);
+  for (const n of result.notDelivered) err.write(`smtp-receive: ${n.id}: ${n.state === 'held' ? 'expired, now on hold' : 'deferred'}: ${n.error}\n`);
   const s = result;
   out.write(`runqueue: ${s.attempted} attempted, ${s.delivered} delivered, ${s.deferred} deferred, ${s.held} held, ${s.skipped} skipped\n`);
   if (s.attempted === 0 && !ids.length && s.queued > 0) {
@@ -89,6 +90,8 @@ export interface RunQueueOptions {
 export interface RunQueueResult extends RunSummary {
   /** Ids asked for that are not in the queue. */
   missing: string[];
+  /** The messages attempted and not delivered, with the reason (`deliver`'s error). */
+  notDelivered: NotDelivered[];
   /** Messages in the queue after the pass. */
   queued: number;
   /** When the earliest of them is due (ms since the epoch); undefined when none is (all held). */
@@ -107,11 +110,11 @@ export async function deliveryPass(
   store: QueueStore, pool: WorkerPool, o: RunnerOptions, ids: string[] | undefined, track?: Set<QueueRunner>,
 ): Promise<RunQueueResult> {
   const missing = (ids ?? []).filter((id) => !store.has(id));
-  const runner = new QueueRunner(store, pool, o);
+  const runner = new QueueRunner(store, pool, { ...o, recordNotDelivered: true });
   track?.add(runner);
   try {
     const summary = await runner.runOnce(ids?.filter((id) => !missing.includes(id)));
-    return { ...summary, missing, queued: store.count(), nextDue: store.nextDue() };
+    return { ...summary, missing, notDelivered: runner.notDelivered, queued: store.count(), nextDue: store.nextDue() };
   } finally {
     track?.delete(runner);
   }
