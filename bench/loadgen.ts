@@ -43,13 +43,28 @@ export interface LoadOptions {
   onAccepted?: (line: string) => void;
   /** Ends the run early, like the time limit (what is unfinished counts as failed). */
   signal?: AbortSignal;
+  /**
+   * End to end: called after the last reply; resolves once the server has
+   * delivered every message it accepted, with the number still undelivered when
+   * it gave up (0: all delivered). The run's time, msg/s, CPU and memory then
+   * run to that moment: first connect → last delivery.
+   */
+  untilDelivered?: () => Promise<number>;
 }
 
 export interface LoadResult {
   accepted: number;
   failed: number;
+  /** The run's time, s: first connect → last reply, or → last delivery with `untilDelivered` (end to end). */
   seconds: number;
+  /** accepted ÷ seconds. */
   msgPerSec: number;
+  /** First connect → last reply, s, and accepted ÷ it (the same as seconds and msgPerSec when receiving only). */
+  receiveSeconds: number;
+  receiveMsgPerSec: number;
+  /** End to end: last reply → the server's queue empty, ms, and what was still queued when the wait ended. */
+  drainMs?: number;
+  undelivered?: number;
   /** Message bytes accepted per second, in 10^6 bytes. */
   mbPerSec: number;
   /** End of DATA (`.\r\n` handed to the kernel) → 250, ms. */
@@ -326,9 +341,14 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     if (run.active === 0) run.finish();
     for (let i = Math.min(o.sessions, o.messages); i > 0; i--) run.startSession();
   });
-  const seconds = (performance.now() - t0) / 1000;
+  const replied = performance.now();
   const cpu = process.cpuUsage(cpu0);
   lag.disable();
+  const undelivered = o.untilDelivered ? await o.untilDelivered() : undefined;
+  const end = performance.now();
+  if (undelivered) run.errors['not delivered'] = undelivered;
+  const seconds = (end - t0) / 1000;
+  const receiveSeconds = (replied - t0) / 1000;
   const server = sampler?.stop();
   const r2 = (x: number): number => Math.round(x * 100) / 100;
   return {
@@ -336,6 +356,9 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     failed: run.failed,
     seconds: r2(seconds),
     msgPerSec: r2(run.accepted / seconds),
+    receiveSeconds: r2(receiveSeconds),
+    receiveMsgPerSec: r2(run.accepted / receiveSeconds),
+    ...(o.untilDelivered ? { drainMs: r2(end - replied), undelivered } : {}),
     mbPerSec: r2((run.accepted * o.size) / seconds / 1e6),
     latencyMs: summarize(run.latency, run.nLatency),
     envelopeMs: summarize(run.envelopeTimes, run.nEnvelope),

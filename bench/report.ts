@@ -1,6 +1,16 @@
 /** Results: medians per step and target, ratios per round, the printed table. */
 import type { LoadResult } from './loadgen.ts';
 
+/** What a run measures. */
+export type Mode = 'end-to-end' | 'receive-only';
+
+export const MODES: Record<Mode, string> = {
+  'end-to-end': 'end to end: received and delivered — smtp-receive runs a deliver() that returns at once '
+    + '(Postfix: discard); msg/s = accepted ÷ (first connect → queue empty, every accepted message delivered)',
+  'receive-only': 'receive only: smtp-receive delivers nothing (serve --no-runner); '
+    + 'msg/s = accepted ÷ (first connect → last 250); Postfix\'s queue drains between runs, unmeasured',
+};
+
 export interface RunRecord {
   step: string;
   target: string;
@@ -15,6 +25,12 @@ export interface Summary {
   target: string;
   runs: number;
   msgPerSec: { median: number; min: number; max: number };
+  /** Median of accepted ÷ (first connect → last 250): receiving alone, even in an end-to-end run. */
+  receiveMsgPerSec?: number;
+  /** End to end: median time from the last 250 to the server's queue empty, ms. */
+  drainMs?: number;
+  /** End to end: messages still queued when the wait ended, summed over runs (0: all delivered). */
+  undelivered?: number;
   mbPerSec: number;
   /** Medians over runs (undefined when the client reports none, e.g. smtp-source). */
   latencyMs?: { p50: number; p90: number; p99: number; max: number };
@@ -64,11 +80,15 @@ export function summarize(records: RunRecord[]): Summary[] {
     for (const x of res) for (const [k, n] of Object.entries(x.errors)) errors[k] = (errors[k] ?? 0) + n;
     const withServer = res.filter((x) => x.server);
     const probes = res.map((x) => x.probeGreetingMs).filter((p) => p !== undefined);
+    const drained = res.filter((x) => x.drainMs !== undefined);
     return {
       step: rs[0]!.step,
       target: rs[0]!.target,
       runs: rs.length,
       msgPerSec: { median: m((x) => x.msgPerSec), min: Math.min(...res.map((x) => x.msgPerSec)), max: Math.max(...res.map((x) => x.msgPerSec)) },
+      receiveMsgPerSec: res.every((x) => x.receiveMsgPerSec !== undefined) ? m((x) => x.receiveMsgPerSec) : undefined,
+      drainMs: drained.length ? r2(median(drained.map((x) => x.drainMs!))) : undefined,
+      undelivered: drained.length ? drained.reduce((n, x) => n + (x.undelivered ?? 0), 0) : undefined,
       mbPerSec: m((x) => x.mbPerSec),
       latencyMs: res.some((x) => x.latencyMs.count) ? {
         p50: m((x) => x.latencyMs.p50), p90: m((x) => x.latencyMs.p90), p99: m((x) => x.latencyMs.p99), max: Math.max(...res.map((x) => x.latencyMs.max)),
@@ -120,17 +140,24 @@ function table(rows: string[][]): string {
 
 const f = (x: number | undefined, digits = 0): string => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(digits));
 
-export function formatTable(summaries: Summary[], rs: Ratio[]): string {
-  const rows = [['step', 'target', 'runs', 'msg/s (median)', 'min–max', 'MB/s', 'env p50', 'lat p50', 'p90', 'p99', 'max ms', 'CPU s/1k', 'RSS MB', 'anon MB', 'errors']];
+export function formatTable(summaries: Summary[], rs: Ratio[], mode: Mode = 'receive-only'): string {
+  const e2e = mode === 'end-to-end';
+  const rows = [['step', 'target', 'runs', e2e ? 'msg/s e2e (median)' : 'msg/s (median)', 'min–max',
+    ...(e2e ? ['to last 250', 'drain ms'] : []), 'MB/s', 'env p50', 'lat p50', 'p90', 'p99', 'max ms', 'CPU s/1k', 'RSS MB', 'anon MB', 'errors']];
   for (const s of summaries) {
     const errs = Object.entries(s.errors).map(([k, n]) => `${k}×${n}`).join(', ');
     rows.push([
-      s.step, s.target, String(s.runs), f(s.msgPerSec.median), `${f(s.msgPerSec.min)}–${f(s.msgPerSec.max)}`, f(s.mbPerSec, 1),
+      s.step, s.target, String(s.runs), f(s.msgPerSec.median), `${f(s.msgPerSec.min)}–${f(s.msgPerSec.max)}`,
+      ...(e2e ? [f(s.receiveMsgPerSec), s.drainMs === undefined ? 'n/a' : f(s.drainMs)] : []), f(s.mbPerSec, 1),
       s.latencyMs ? f(s.envelopeMs.p50, 1) : '-', f(s.latencyMs?.p50, 1), f(s.latencyMs?.p90, 1), f(s.latencyMs?.p99, 1), f(s.latencyMs?.max, 0),
       f(s.cpuSecPer1k, 2), f(s.peakRssMB, 0), f(s.peakAnonMB, 0), errs || (s.failed ? `${s.failed} failed` : '0'),
     ]);
   }
-  let out = table(rows);
+  let out = `${MODES[mode]}\n`;
+  if (e2e) {
+    out += 'to last 250: msg/s to the last 250 alone; drain ms: last 250 → queue empty (n/a: nothing is queued after the 250, the stored file is the delivery)\n';
+  }
+  out += table(rows);
   const probes = summaries.filter((s) => s.probeGreetingMs);
   for (const s of probes) {
     const p = s.probeGreetingMs!;

@@ -12,7 +12,7 @@ import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runLoad, type LoadOptions, type LoadResult } from './loadgen.ts';
-import { formatTable, ratios, summarize, type RunRecord } from './report.ts';
+import { MODES, formatTable, ratios, summarize, type Mode, type RunRecord } from './report.ts';
 import { SCENARIOS, type Scenario, type Step } from './scenarios.ts';
 import { runSmtpSource } from './smtp-source.ts';
 import { BENCH, ROOT, TARGETS, startTarget, type Target, type TargetName } from './targets.ts';
@@ -24,6 +24,10 @@ ${Object.values(SCENARIOS).map((s) => `  ${s.name.padEnd(15)} ${s.description}`)
 
 Options:
   --quick              fewer messages and rounds
+  --receive-only       smtp-receive delivers nothing (serve --no-runner) and each run ends at the
+                       last 250; by default every run is end to end: smtp-receive runs a deliver()
+                       that returns at once (bench/fixtures/trivial-deliver.ts, like Postfix's
+                       discard) and each run lasts until every accepted message is delivered
   --compare LIST       also run the same load against: ${TARGETS.filter((t) => t !== 'smtp-receive').join(', ')} (comma-separated)
   --rounds N           rounds per step (default 1; with --compare 5, or 3 with --quick)
   --sessions LIST      only these session counts (e.g. 16 or 1,16) for steps that vary them
@@ -37,6 +41,7 @@ Options:
 
 interface RunOptions {
   quick: boolean;
+  receiveOnly: boolean;
   targets: TargetName[];
   rounds: number;
   sessions?: number[];
@@ -53,7 +58,7 @@ function parse(argv: string[]): { scenario: Scenario; o: RunOptions } {
     args: argv,
     allowPositionals: true,
     options: {
-      quick: { type: 'boolean', default: false }, compare: { type: 'string' }, rounds: { type: 'string' },
+      quick: { type: 'boolean', default: false }, 'receive-only': { type: 'boolean', default: false }, compare: { type: 'string' }, rounds: { type: 'string' },
       sessions: { type: 'string' }, messages: { type: 'string' }, client: { type: 'string', default: 'loadgen' },
       pipelining: { type: 'boolean', default: false }, 'serve-args': { type: 'string' }, built: { type: 'boolean', default: false },
       'max-minutes': { type: 'string', default: '30' }, help: { type: 'boolean', short: 'h' },
@@ -76,7 +81,7 @@ function parse(argv: string[]): { scenario: Scenario; o: RunOptions } {
   return {
     scenario,
     o: {
-      quick: v.quick, targets: ['smtp-receive', ...(compare as TargetName[])], rounds,
+      quick: v.quick, receiveOnly: v['receive-only'], targets: ['smtp-receive', ...(compare as TargetName[])], rounds,
       sessions: list(v.sessions), messages: v.messages ? Number(v.messages) : undefined,
       client: v.client, pipelining: v.pipelining, serveArgs: v['serve-args']?.split(/\s+/).filter(Boolean) ?? [],
       built: v.built, maxMinutes: Number(v['max-minutes']),
@@ -99,11 +104,30 @@ function steps(scenario: Scenario, o: RunOptions): Step[] {
   }));
 }
 
-function load(step: Step, target: Target, timeoutMs: number, messages?: number): LoadOptions {
+function load(step: Step, target: Target, timeoutMs: number, mode: Mode, messages?: number): LoadOptions {
+  // end to end: the run lasts until the server's queue is empty (every accepted message delivered)
+  const untilDelivered = mode === 'end-to-end' && target.delivers ? () => target.untilDelivered(timeoutMs) : undefined;
   return {
     host: '127.0.0.1', port: target.port, rcptDomain: 'localhost', timeoutMs, serverPid: target.pid, serverTree: target.tree,
-    ...step.load, ...(messages === undefined ? {} : { messages }),
+    ...step.load, ...(messages === undefined ? {} : { messages }), untilDelivered,
   };
+}
+
+/**
+ * Receive only: Postfix goes on delivering after its last 250. Wait for its
+ * queue to empty before the next run (outside any measurement), so that work
+ * does not land in another target's run. (smtp-receive runs no runner then, or
+ * the scenario's own receiver, which may never deliver.)
+ */
+async function settle(t: Target, mode: Mode, timeoutMs: number): Promise<void> {
+  if (mode !== 'receive-only' || !t.delivers || t.name === 'smtp-receive') return;
+  const left = await t.untilDelivered(timeoutMs, 50);
+  if (left) process.stdout.write(`  (${t.name}: ${left} message(s) still queued after ${timeoutMs / 1000} s; going on)\n`);
+}
+
+/** Where smtp-receive's trivial deliver() lives: the built CLI gets a plain-JS copy on dist/ (no TypeScript loader). */
+function deliverFixture(built: boolean): string {
+  return join(BENCH, 'fixtures', built ? 'trivial-deliver.mjs' : 'trivial-deliver.ts');
 }
 
 function versionOf(name: TargetName, built: boolean): string {
@@ -146,11 +170,15 @@ async function main(argv: string[]): Promise<number> {
   }, o.maxMinutes * 60_000);
   watchdog.unref();
   const client = o.client === 'smtp-source' ? runSmtpSource : runLoad;
+  // a scenario with its own receiver (cpu-predeliver) measures receiving only
+  const mode: Mode = o.receiveOnly || scenario.receiver ? 'receive-only' : 'end-to-end';
+  const receiver = scenario.receiver ?? (mode === 'end-to-end' ? deliverFixture(o.built) : undefined);
   const started = new Date();
   const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model, memoryMB: Math.round(totalmem() / 2 ** 20), loadavgAtStart: loadavg() };
   const plan = steps(scenario, o);
   process.stdout.write(`bench ${scenario.name}: ${scenario.description}\n`
-    + `targets ${o.targets.join(', ')}; client ${o.client}; ${o.rounds} round(s); ${machine.cores} cores, Node ${process.version}, load average ${machine.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}\n`);
+    + `targets ${o.targets.join(', ')}; client ${o.client}; ${o.rounds} round(s); ${machine.cores} cores, Node ${process.version}, load average ${machine.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}\n`
+    + `${mode === 'end-to-end' ? 'end to end: every run lasts until every accepted message is delivered (--receive-only: to the last 250)' : 'receive only: every run ends at the last 250'}\n`);
 
   const targets: Target[] = [];
   const records: RunRecord[] = [];
@@ -158,7 +186,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     for (const name of o.targets) {
       targets.push(await startTarget(name, {
-        maxSeconds: o.maxMinutes * 60 + 60, receiver: scenario.receiver, serveArgs: o.serveArgs, built: o.built,
+        maxSeconds: o.maxMinutes * 60 + 60, receiver, serveArgs: o.serveArgs, built: o.built,
       }));
     }
     for (const step of plan) {
@@ -167,18 +195,22 @@ async function main(argv: string[]): Promise<number> {
         continue;
       }
       if (scenario.warmup !== false) { // warm-up (JIT, process pools), not recorded
-        for (const t of targets) await client(load(step, t, scenario.runTimeoutMs, Math.min(step.load.messages, Math.max(step.load.sessions * 2, 200))));
+        for (const t of targets) {
+          await client(load(step, t, scenario.runTimeoutMs, mode, Math.min(step.load.messages, Math.max(step.load.sessions * 2, 200))));
+          await settle(t, mode, scenario.runTimeoutMs);
+        }
       }
       for (let round = 1; round <= o.rounds; round++) {
         const order = round % 2 ? targets : [...targets].reverse();
         for (const t of order) {
           await t.loopDelay(); // start the event-loop delay histogram afresh
-          const result: LoadResult = await client(load(step, t, scenario.runTimeoutMs));
+          const result: LoadResult = await client(load(step, t, scenario.runTimeoutMs, mode));
           const loopDelayMs = await t.loopDelay();
+          await settle(t, mode, scenario.runTimeoutMs);
           records.push({ step: step.label, target: t.name, round, result, loopDelayMs });
           const errs = Object.keys(result.errors).length ? ` errors ${JSON.stringify(result.errors)}` : '';
           process.stdout.write(`  ${step.label} round ${round} ${t.name}: ${result.accepted}/${step.load.messages} accepted, `
-            + `${result.msgPerSec.toFixed(0)} msg/s, p99 ${result.latencyMs.p99} ms, `
+            + `${result.msgPerSec.toFixed(0)} msg/s${result.drainMs === undefined ? '' : ` (queue empty ${result.drainMs.toFixed(0)} ms after the last 250)`}, p99 ${result.latencyMs.p99} ms, `
             + `CPU ${result.server?.cpuSecPer1k ?? '-'} s/1k, RSS ${((result.server?.peakRssBytes ?? 0) / 2 ** 20).toFixed(0)} MB`
             + `${loopDelayMs ? `, event-loop delay p99 ${loopDelayMs.p99} ms (max ${loopDelayMs.max})` : ''}${errs}\n`);
         }
@@ -191,7 +223,7 @@ async function main(argv: string[]): Promise<number> {
 
   const summaries = summarize(records);
   const rs = ratios(records);
-  process.stdout.write(`\n${formatTable(summaries, rs)}\n`);
+  process.stdout.write(`\n${formatTable(summaries, rs, mode)}\n`);
   const problems = scenario.check?.(records.map((r) => ({ step: r.step, result: r.result }))) ?? [];
   const noisy = Object.entries(logs).filter(([name, l]) => l.lines > (name === 'smtp-receive' ? 2 : 0));
   for (const [name, l] of noisy) process.stdout.write(`\n${name} wrote ${l.lines} line(s) to stderr; the last ones:\n${l.tail.split('\n').slice(-6).join('\n')}\n`);
@@ -201,10 +233,19 @@ async function main(argv: string[]): Promise<number> {
   const file = join(dir, `${scenario.name}-${started.toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, `${JSON.stringify({
     scenario: scenario.name, description: scenario.description, started: started.toISOString(), finished: new Date().toISOString(),
+    mode, modeDescription: MODES[mode], receiver: receiver ?? null,
     machine: { ...machine, loadavgAtEnd: loadavg() }, node: process.version, options: { ...o, argv }, targets: o.targets.map((t) => ({ name: t, version: versionOf(t, o.built) })),
     steps: plan, runs: records, summary: summaries, ratios: rs, serverStderr: logs, problems,
   }, null, 2)}\n`);
   process.stdout.write(`\nresults: ${file}\n`);
+  try {
+    const svg = file.replace(/\.json$/, '.svg');
+    const { renderChartFile } = await import('./chart.ts'); // vega loads only now
+    await renderChartFile(file, svg);
+    process.stdout.write(`chart: ${svg}\n`);
+  } catch (err) {
+    process.stderr.write(`bench: no chart: ${(err as Error).message}\n`); // the results stand without it
+  }
   for (const p of problems) process.stderr.write(`bench ${scenario.name}: FAILED: ${p}\n`);
   return problems.length ? 1 : 0;
 }

@@ -43,7 +43,10 @@ export async function runSmtpSource(o: LoadOptions): Promise<LoadResult> {
     child.once('error', reject);
     child.once('exit', (c) => resolve(c));
   }).finally(() => clearTimeout(timer));
-  const end = performance.now();
+  // the run lasts until the last counted message (the QUITs after it and process exit are left out)
+  const replied = count ? last : performance.now();
+  const undelivered = o.untilDelivered ? await o.untilDelivered() : undefined;
+  const end = o.untilDelivered ? performance.now() : replied;
   const server = sampler?.stop();
   const errors: Record<string, number> = {};
   for (const line of stderr.split('\n')) {
@@ -54,14 +57,18 @@ export async function runSmtpSource(o: LoadOptions): Promise<LoadResult> {
   }
   if (code === null) errors.timeout = o.messages - count;
   else if (code !== 0 && Object.keys(errors).length === 0) errors[`smtp-source exit ${code}`] = 1;
-  // the run lasts until the last counted message (the QUITs after it and process exit are left out)
-  const seconds = Math.max((count ? last : end) - t0, 1) / 1000;
+  if (undelivered) errors['not delivered'] = undelivered;
+  const seconds = Math.max(end - t0, 1) / 1000;
+  const receiveSeconds = Math.max(replied - t0, 1) / 1000;
   const r2 = (x: number): number => Math.round(x * 100) / 100;
   return {
     accepted: count,
     failed: o.messages - count,
     seconds: r2(seconds),
     msgPerSec: r2(count / seconds),
+    receiveSeconds: r2(receiveSeconds),
+    receiveMsgPerSec: r2(count / receiveSeconds),
+    ...(o.untilDelivered ? { drainMs: r2(end - replied), undelivered } : {}),
     mbPerSec: r2((count * o.size) / seconds / 1e6),
     latencyMs: none,
     envelopeMs: none,

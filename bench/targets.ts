@@ -3,7 +3,8 @@
  * and its own fresh temporary directory, and stopped by the pid it started.
  *
  * - `smtp-receive`: `node --import tsx src/main/cli.ts serve …`, or with `built`
- *   `node bin/smtp-receive.js serve …` (dist/ as it is: the bench does not build it).
+ *   `node bin/smtp-receive.js serve …` (dist/ as it is: the bench does not build it);
+ *   with no receiver module, `--no-runner` (nothing delivered: receive only).
  * - `postfix`: a private instance (bench/postfix/setup.sh), master in the foreground.
  * - `sink` / `sink-nofsync`: bench/sink.ts, a bare smtp-server writing files.
  * - `haraka`: when installed (bench/haraka/install.sh), an instance by
@@ -11,11 +12,12 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findDaemon } from '../src/main/control-client.ts';
 import { processTree } from './procstat.ts';
 
 export const BENCH = dirname(fileURLToPath(import.meta.url));
@@ -69,6 +71,19 @@ export interface Target {
   port: number;
   /** CPU/RSS are summed over the process tree (Postfix's many processes). */
   tree: boolean;
+  /**
+   * The server delivers what it accepted after the 250, from a queue (Postfix:
+   * to discard; smtp-receive: when its runner runs). The sinks and Haraka's
+   * queue plugin store each message as the final step: nothing follows.
+   */
+  delivers: boolean;
+  /** Messages accepted and not delivered yet (0 when `delivers` is false). */
+  queued(): Promise<number>;
+  /**
+   * Resolves when `queued()` reads 0 (polled every `intervalMs`), with 0; or,
+   * after `timeoutMs`, with the number still queued.
+   */
+  untilDelivered(timeoutMs: number, intervalMs?: number): Promise<number>;
   /** What the server wrote to stderr (last 8 KiB) and how many lines. */
   log(): { lines: number; tail: string };
   stop(): Promise<void>;
@@ -163,8 +178,10 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
   const env = { ...process.env, BENCH_MAX_SECONDS: String(o.maxSeconds), BENCH_LOOP_DELAY_FILE: loopDelayFile };
   let child: ChildProcess;
   let tree = false;
+  let delivers = false;
+  let queued = (): Promise<number> => Promise.resolve(0);
   if (name === 'smtp-receive') {
-    // no receiver chosen: --no-runner, so messages stay queued (serve's default Maildir receiver would deliver into ./mail)
+    // no receiver chosen (--receive-only): --no-runner, so messages stay queued (serve's default Maildir receiver would deliver into ./mail)
     const chosen = !!o.receiver || (o.serveArgs ?? []).some((a) => /^--(receiver|maildir|webhook|relay)\b/.test(a));
     const args = ['--listen', `127.0.0.1:${port}`, '--queue', join(dir, 'queue'), '--no-reverse-dns',
       '--hostname', 'bench.invalid', ...(o.receiver ? ['--receiver', o.receiver] : []), ...(chosen ? [] : ['--no-runner']), ...(o.serveArgs ?? [])];
@@ -172,6 +189,13 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
     const tsx = !o.built || o.receiver?.endsWith('.ts') ? ['--import', 'tsx'] : [];
     const entry = o.built ? [join(ROOT, 'bin', 'smtp-receive.js'), 'serve'] : [join(ROOT, 'src', 'main', 'cli.ts'), 'serve'];
     child = spawn(process.execPath, ['--import', GUARD, ...tsx, ...entry, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    delivers = !args.includes('--no-runner');
+    // the daemon's own count (GET /status on QUEUE/control.sock): records not yet removed, i.e. not delivered
+    queued = async () => {
+      const daemon = await findDaemon(join(dir, 'queue'));
+      if (!daemon) throw new Error('smtp-receive: no daemon answers on the queue\'s control socket');
+      return daemon.status.messages;
+    };
   } else if (name === 'sink' || name === 'sink-nofsync') {
     const args = ['--port', String(port), '--dir', dir, ...(name === 'sink-nofsync' ? ['--nofsync'] : [])];
     child = spawn(process.execPath, ['--import', GUARD, '--import', 'tsx', join(BENCH, 'sink.ts'), ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -181,6 +205,8 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
     // -d: stay in the foreground (its pid is ours); -e: exit by itself after maxSeconds
     child = spawn(master, ['-c', etc, '-d', '-e', String(o.maxSeconds)], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
     tree = true;
+    delivers = true;
+    queued = () => postfixQueued(join(dir, 'spool'));
   } else if (name === 'haraka') {
     const bin = await setup('haraka', dir, port);
     // a master and one cluster worker (Haraka's default `nodes`); the guard stops each when its parent goes
@@ -218,7 +244,39 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
     }
     return undefined;
   };
-  return { name, pid: child.pid!, port, tree, log, stop, loopDelay };
+  const untilDelivered = async (timeoutMs: number, intervalMs = 10): Promise<number> => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const n = await queued();
+      if (n === 0 || Date.now() >= until) return n;
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  };
+  return { name, pid: child.pid!, port, tree, delivers, queued, untilDelivered, log, stop, loopDelay };
+}
+
+/**
+ * Messages in a Postfix queue: files under maildrop, incoming, active, deferred
+ * and hold (deferred and defer are hashed into subdirectories). Read in the
+ * order messages move (maildrop → incoming → active → deferred), so a file
+ * renamed into a later directory while we read is still counted there.
+ */
+async function postfixQueued(spool: string): Promise<number> {
+  const count = async (path: string): Promise<number> => {
+    let entries;
+    try {
+      entries = await readdir(path, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw err;
+    }
+    let n = 0;
+    for (const e of entries) n += e.isDirectory() ? await count(join(path, e.name)) : 1;
+    return n;
+  };
+  let n = 0;
+  for (const q of ['maildrop', 'incoming', 'active', 'deferred', 'hold']) n += await count(join(spool, q));
+  return n;
 }
 
 /** Event-loop delay of a server's main thread over one run, ms. */
