@@ -1,6 +1,7 @@
 /** The queue commands' messages for common mistakes: they name the flag, the queue or the next step. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,5 +95,13 @@ describe('queue command messages', () => {
     await mkdir(bad);
     await writeFile(join(bad, 'db'), 'not a directory');
     await assert.rejects(QueueStore.openOwned(bad), new RegExp(`^Error: queue ${bad}: cannot open ${bad}/db: `));
+  });
+
+  it('a queue path too long for the control socket is refused before anything is created', async () => {
+    const long = join(tmp, 'x'.repeat(110), 'queue');
+    const r = await runCli(['serve', '--listen', '127.0.0.1:0', '--queue', long, '--no-reverse-dns', '--workers', '1']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /control socket .*control\.sock would be \d+ bytes long; Unix sockets allow 107/);
+    assert.equal(existsSync(long), false);
   });
 });

@@ -34,6 +34,15 @@ export function controlSocketPath(queueDir: string): string {
   return join(queueDir, CONTROL_SOCKET);
 }
 
+/** The control socket's path, or an error when it is too long for a Unix socket (checked before start-up does any work). */
+export function checkControlSocketPath(queueDir: string): string {
+  const path = controlSocketPath(queueDir);
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+    throw new Error(`the control socket ${path} would be ${Buffer.byteLength(path)} bytes long; Unix sockets allow ${MAX_SOCKET_PATH}: use a queue directory with a shorter path`);
+  }
+  return path;
+}
+
 /** What the control socket needs from the daemon. */
 export interface ControlTarget {
   queueDir: string;
@@ -163,10 +172,7 @@ export interface ControlServer {
  * lock), so a socket file found there is a dead daemon's: it is replaced.
  */
 export async function startControl(t: ControlTarget, o: { group?: string } = {}): Promise<ControlServer> {
-  const path = controlSocketPath(t.queueDir);
-  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
-    throw new Error(`the control socket ${path} would be ${Buffer.byteLength(path)} bytes long; Unix sockets allow ${MAX_SOCKET_PATH}: use a queue directory with a shorter path`);
-  }
+  const path = checkControlSocketPath(t.queueDir);
   const gid = o.group === undefined ? undefined : groupId(o.group);
   await unlink(path).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw new Error(`cannot remove the stale control socket ${path}: ${err.message}`);

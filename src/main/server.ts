@@ -11,7 +11,7 @@ import { DirSyncer, ensureSpool, removeOrphans, spoolDir } from '../core/spool.t
 import { QueueLock, describeOwner } from '../core/lock.ts';
 import { QueueStore } from '../core/store.ts';
 import { onData } from './accept.ts';
-import { startControl, type ControlServer } from './control-server.ts';
+import { checkControlSocketPath, startControl, type ControlServer } from './control-server.ts';
 import type { Context } from './context.ts';
 import { reverseResolver } from './lookup.ts';
 import { OptionError, resolveOptions, type ResolvedOptions, type ServeOptions } from './options.ts';
@@ -64,6 +64,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     .catch((err: unknown) => { throw named(err); });
   const queueDir = resolve(opts.queueDir ?? receiver.queueDirectory());
   receiver.config = { ...receiver.config, queueDir };
+  checkControlSocketPath(queueDir);
 
   await ensureSpool(queueDir);
   // one owner per queue: a daemon already on it refuses us at once; a queue command is waited for
