@@ -21,6 +21,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { events } from './events.ts';
 import { QueueLock, type OwnerRole } from './lock.ts';
 import type { MessageSnapshot } from './types.ts';
 
@@ -204,8 +205,10 @@ export class QueueStore {
     const due = dueAt(record);
     if (due !== undefined) writes.push(this.due.put([due, id], null) as CommitPromise);
     if (record.lease) writes.push(this.leases.put(id, record.lease.until) as CommitPromise);
+    const started = events.commit.hasSubscribers ? performance.now() : 0;
     await settle(writes);
     await (writes[0]!.flushed ?? this.root.flushed);
+    if (started) events.commit.publish({ ms: performance.now() - started });
   }
 
   /** Remembers which receiver module `serve` runs, for `runqueue`/`showqueue` to find. */

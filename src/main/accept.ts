@@ -7,17 +7,29 @@ import { unlink } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { SMTPServerSession } from 'smtp-server';
 import { traceHeaders } from '../core/headers.ts';
+import { events } from '../core/events.ts';
 import { newId } from '../core/id.ts';
 import { log } from '../core/log.ts';
-import { Replies, SmtpReply, queuedLine, toServerError } from '../core/reply.ts';
+import { Replies, SmtpReply, queuedLine } from '../core/reply.ts';
 import { spoolPath } from '../core/spool.ts';
 import type { QueueRecord } from '../core/store.ts';
 import type { MessageSnapshot } from '../core/types.ts';
-import { clients, replyFor, transactions, type Context } from './context.ts';
+import { clients, refuse, replyFor, sessionStats, transactions, type Context } from './context.ts';
 import { receiveData } from './data-sink.ts';
 import { isPoolFailure } from './pool.ts';
 
 type Done = (err: Error | null, message?: string) => void;
+
+/** A refusal after DATA began: its reply and the label that metrics count it under. */
+interface Refusal {
+  reply: SmtpReply;
+  stage: 'data' | 'predeliver';
+  reason: string;
+  id: string;
+  to: string[];
+}
+
+const refusal = (reply: SmtpReply, stage: Refusal['stage'], reason: string, id: string, to: string[]): Refusal => ({ reply, stage, reason, id, to });
 
 /** Storage trouble (disk full, LMDB map full) is "try later", never a lost message. */
 function storageReply(err: unknown, where: string): SmtpReply {
@@ -35,14 +47,14 @@ function storageReply(err: unknown, where: string): SmtpReply {
 export function onData(ctx: Context) {
   return (stream: Readable, session: SMTPServerSession, done: Done): void => {
     accept(ctx, stream, session).then(
-      (reply) => (typeof reply === 'string' ? done(null, reply) : done(toServerError(reply))),
-      (err) => done(toServerError(replyFor(err, 'DATA'))),
+      (r) => (typeof r === 'string' ? done(null, r) : done(refuse(r.stage, r.reason, r.reply, session, { id: r.id, to: r.to }))),
+      (err) => done(refuse('data', 'internal', replyFor(err, 'DATA'), session)),
     );
   };
 }
 
 /** Resolves to the 250 text when the message is queued, or the refusal. */
-async function accept(ctx: Context, stream: Readable, session: SMTPServerSession): Promise<SmtpReply | string> {
+async function accept(ctx: Context, stream: Readable, session: SMTPServerSession): Promise<Refusal | string> {
   const client = clients.get(session)!;
   const to = [...new Set(transactions.get(session.envelope)?.to ?? [])];
   const id = newId();
@@ -54,11 +66,15 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
     hostname: ctx.opts.hostname, protocol: session.openingCommand === 'HELO' ? 'SMTP' : 'ESMTP',
     to, envelope: ctx.addEnvelope, time: new Date(time),
   });
+  // the end of DATA (the client's final dot), for the end-of-DATA → 250 time
+  let eod = 0;
+  const timed = events.queued.hasSubscribers;
+  if (timed) stream.once('end', () => { eod = performance.now(); });
   const data = await receiveData(stream, {
     header, inlineMax: ctx.opts.inlineMax, maxSize: ctx.maxDataLength, spoolFile: textFile,
   });
-  if (data.kind === 'too-big') return Replies.messageTooBig;
-  if (data.kind === 'failed') return storageReply(data.error, `DATA ${id}`);
+  if (data.kind === 'too-big') return refusal(Replies.messageTooBig, 'data', 'too-big', id, to);
+  if (data.kind === 'failed') return refusal(storageReply(data.error, `DATA ${id}`), 'data', 'storage', id, to);
 
   const mailFrom = session.envelope.mailFrom;
   const message: MessageSnapshot = {
@@ -74,16 +90,20 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
   // an inline body has a file too once predeliver asked for body.path(): remove it either way
   const discard = (): Promise<void> => unlink(textFile).catch(() => {});
   if (ctx.hooks.predeliver) {
+    const started = performance.now();
     const result = await ctx.pool.run({ kind: 'predeliver', message, inline }, ctx.opts.predeliverTimeout);
+    const outcome = result.ok ? 'accept' : isPoolFailure(result) ? (result.pool === 'crashed' ? 'error' : result.pool)
+      : result.internal ? 'error' : 'reject';
+    if (events.predeliver.hasSubscribers) events.predeliver.publish({ id, outcome, ms: performance.now() - started });
     if (!result.ok) {
       await discard();
       if (isPoolFailure(result)) {
-        if (result.pool === 'busy') return Replies.busy;
+        if (result.pool === 'busy') return refusal(Replies.busy, 'predeliver', 'busy', id, to);
         log.error('predeliver %s failed: %s', id, result.error);
-        return Replies.localError;
+        return refusal(Replies.localError, 'predeliver', result.pool === 'timeout' ? 'hook-timeout' : 'hook-error', id, to);
       }
       if (result.internal) log.error('predeliver %s failed: %s', id, result.error);
-      return SmtpReply.fromData(result.reply);
+      return refusal(SmtpReply.fromData(result.reply), 'predeliver', result.internal ? 'hook-error' : 'receiver', id, to);
     }
   }
   const record: QueueRecord = {
@@ -98,9 +118,18 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
   } catch (err) {
     if (lease) ctx.runner!.cancel();
     await discard();
-    return storageReply(err, `queue ${id}`);
+    return refusal(storageReply(err, `queue ${id}`), 'data', 'storage', id, to);
   }
   if (lease) ctx.runner!.enqueued(record);
+  const stats = sessionStats.get(session);
+  if (stats) stats.queued++;
+  if (timed) {
+    events.queued.publish({
+      id, from: message.from, rcpts: to.length, size: data.size, storage: record.storage,
+      sessionId: session.id, remoteAddress: client.remoteAddress, peerHost: client.peerHost,
+      eodMs: eod ? performance.now() - eod : 0,
+    });
+  }
   if (log.enabled('debug')) log.debug('%s: queued from=<%s> to=%d size=%d client=%s', id, message.from, to.length, data.size, client.remoteAddress);
   return queuedLine(id);
 }

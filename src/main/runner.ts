@@ -9,6 +9,7 @@
 import { unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { events } from '../core/events.ts';
 import { log } from '../core/log.ts';
 import { DEFAULT_RETRY, isExpired, retryDelay, type RetryPolicy } from '../core/schedule.ts';
 import { dueAt, type Lease, type QueueRecord, type QueueStore } from '../core/store.ts';
@@ -230,6 +231,15 @@ export class QueueRunner {
     const id = record.msg.id;
     this.active.add(id);
     this.totals.attempted++;
+    const started = performance.now();
+    const publish = events.delivery.hasSubscribers
+      ? (outcome: 'delivered' | 'deferred' | 'expired' | 'error', more?: { reason?: string; nextAttempt?: number; failed?: string[] }): void => {
+        events.delivery.publish({
+          id, outcome, attempt: record.attempts + 1, ms: performance.now() - started,
+          queuedMs: this.now() - record.msg.time, ...more,
+        });
+      }
+      : undefined;
     try {
       const result = await this.pool.run({
         kind: 'deliver', message: record.msg, storage: record.storage,
@@ -242,6 +252,7 @@ export class QueueRunner {
         // the file goes after the record: a crash in between leaves an orphan, removed at start-up
         else if (result.textFileExists) await unlink(record.msg.textFile).catch(() => {});
         this.totals.delivered++;
+        publish?.('delivered', result.failed ? { failed: result.failed } : undefined);
         // recipients failed for good count as done (the worker decided); their failed() hook has run
         log.debug('%s: delivered%s', id, result.failed ? `; failed for good: ${result.failed.join(', ')}` : '');
         return;
@@ -262,6 +273,7 @@ export class QueueRunner {
       delete next.lease;
       const written = await this.store.update(id, (r) => (r.lease?.owner === this.owner ? next : undefined));
       if (!written) log.warn('%s: lease lost during delivery; outcome not recorded', id);
+      publish?.(expired && written ? 'expired' : result.ok ? 'deferred' : 'error', { reason: error, nextAttempt: expired && written ? undefined : next.nextAttempt });
       if (this.recordNotDelivered) this.notDelivered.push({ id, state: expired && written ? 'held' : 'deferred', error });
       if (expired && written) {
         this.totals.held++;

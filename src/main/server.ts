@@ -19,7 +19,7 @@ import { ReceiverOptionError } from '../receivers/options.ts';
 import { WorkerPool } from './pool.ts';
 import { QueueRunner } from './runner.ts';
 import { deliveryPass } from './runqueue.ts';
-import { onConnect, onMailFrom, onRcptTo } from './session.ts';
+import { onClose, onConnect, onMailFrom, onRcptTo } from './session.ts';
 
 export interface RunningServer {
   host: string;
@@ -154,6 +154,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     onMailFrom: onMailFrom(ctx),
     onRcptTo: onRcptTo(ctx),
     onData: onData(ctx),
+    onClose,
   };
   const smtp = new SMTPServer(smtpOptions);
   // a failed listen is reported once, by the error below, not also by the logging handler

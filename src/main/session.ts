@@ -5,9 +5,10 @@
  */
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import { isHeaderSafe } from '../core/headers.ts';
-import { Replies, SmtpReply, toServerError } from '../core/reply.ts';
+import { events } from '../core/events.ts';
+import { Replies, SmtpReply } from '../core/reply.ts';
 import type { ClientInfo, SessionInfo } from '../core/types.ts';
-import { clients, limited, replyFor, transactions, type Context } from './context.ts';
+import { clients, limited, reasonOf, refuse, replyFor, sessionStats, transactions, type Context } from './context.ts';
 import { queryIdent } from './lookup.ts';
 
 type Done = (err?: Error | null) => void;
@@ -49,6 +50,10 @@ export function onConnect(ctx: Context) {
       ident: '',
     };
     clients.set(session, client);
+    sessionStats.set(session, { start: performance.now(), queued: 0, rejected: 0 });
+    if (events.connection.hasSubscribers) {
+      events.connection.publish({ sessionId: session.id, remoteAddress: session.remoteAddress, remotePort: session.remotePort });
+    }
     if (!ctx.opts.ident && !ctx.hooks.checkAccess) return done();
     void (async () => {
       if (ctx.opts.ident) {
@@ -63,7 +68,13 @@ export function onConnect(ctx: Context) {
       }
     })().then(
       () => done(),
-      (thrown) => done(toServerError(connectionRefusal(replyFor(thrown, 'checkAccess', Replies.connectError)))),
+      (thrown) => {
+        const reply = connectionRefusal(replyFor(thrown, 'checkAccess', Replies.connectError));
+        if (events.connectionRefused.hasSubscribers) {
+          events.connectionRefused.publish({ reason: 'access', remoteAddress: session.remoteAddress, reply: `${reply.code} ${reply.line}` });
+        }
+        done(refuse('connect', reasonOf(thrown), reply, session));
+      },
     );
   };
 }
@@ -71,30 +82,32 @@ export function onConnect(ctx: Context) {
 export function onMailFrom(ctx: Context) {
   return (address: SMTPServerAddress, session: SMTPServerSession, done: Done): void => {
     const from = address.address || '';
-    if (!isHeaderSafe(from)) return done(toServerError(Replies.badAddress));
+    if (!isHeaderSafe(from)) return done(refuse('mail', 'bad-address', Replies.badAddress, session));
     transactions.set(session.envelope, { to: [] });
     if (!ctx.hooks.checkMailFrom) return done();
     const client = clients.get(session)!;
     limited('checkMailFrom', ctx.opts.hookTimeout, () => ctx.receiver.checkMailFrom(from, sessionInfo(session, client))).then(
       (verdict) => {
         const reply = refusal(verdict, 'checkMailFrom');
-        done(reply ? toServerError(reply) : null);
+        done(reply ? refuse('mail', 'receiver', reply, session) : null);
       },
-      (thrown) => done(toServerError(replyFor(thrown, 'checkMailFrom'))),
+      (thrown) => done(refuse('mail', reasonOf(thrown), replyFor(thrown, 'checkMailFrom'), session)),
     );
   };
 }
 
 export function onRcptTo(ctx: Context) {
   return (address: SMTPServerAddress, session: SMTPServerSession, done: Done): void => {
-    if (session.envelope.rcptTo.length >= ctx.maxRecipients) return done(toServerError(Replies.tooManyRecipients));
     const rcpt = address.address;
-    if (!rcpt || !isHeaderSafe(rcpt)) return done(toServerError(Replies.badAddress));
+    if (session.envelope.rcptTo.length >= ctx.maxRecipients) {
+      return done(refuse('rcpt', 'too-many-recipients', Replies.tooManyRecipients, session, { to: rcpt }));
+    }
+    if (!rcpt || !isHeaderSafe(rcpt)) return done(refuse('rcpt', 'bad-address', Replies.badAddress, session, { to: rcpt }));
     let tx = transactions.get(session.envelope);
     if (!tx) transactions.set(session.envelope, (tx = { to: [] }));
     const accept = (verdict: unknown): void => {
       const reply = refusal(verdict, 'checkRcptTo');
-      if (reply) return done(toServerError(reply));
+      if (reply) return done(refuse('rcpt', 'receiver', reply, session, { to: rcpt }));
       const redirect = (verdict as { redirect?: unknown } | undefined)?.redirect;
       if (redirect === undefined) {
         tx.to.push(rcpt);
@@ -102,21 +115,32 @@ export function onRcptTo(ctx: Context) {
       }
       if (!Array.isArray(redirect) || redirect.length === 0
         || !redirect.every((r) => typeof r === 'string' && r.length > 0 && r.length <= 512 && isHeaderSafe(r))) {
-        return done(toServerError(replyFor(new TypeError(`checkRcptTo(${rcpt}) returned a bad redirect: ${JSON.stringify(redirect)}`), 'checkRcptTo')));
+        const bad = new TypeError(`checkRcptTo(${rcpt}) returned a bad redirect: ${JSON.stringify(redirect)}`);
+        return done(refuse('rcpt', 'hook-error', replyFor(bad, 'checkRcptTo'), session, { to: rcpt }));
       }
       tx.to.push(...(redirect as string[]));
       done();
     };
     const client = clients.get(session)!;
     const info = sessionInfo(session, client);
+    const failed = (thrown: unknown): void => done(refuse('rcpt', reasonOf(thrown), replyFor(thrown, 'checkRcptTo'), session, { to: rcpt }));
     if (!ctx.hooks.checkRcptTo) {
       // the built-in domain check is synchronous work wrapped in a promise: no time limit needed
-      ctx.receiver.checkRcptTo(rcpt, info).then(accept, (thrown) => done(toServerError(replyFor(thrown, 'checkRcptTo'))));
+      ctx.receiver.checkRcptTo(rcpt, info).then(accept, failed);
       return;
     }
-    limited('checkRcptTo', ctx.opts.hookTimeout, () => ctx.receiver.checkRcptTo(rcpt, info)).then(
-      accept,
-      (thrown) => done(toServerError(replyFor(thrown, 'checkRcptTo'))),
-    );
+    limited('checkRcptTo', ctx.opts.hookTimeout, () => ctx.receiver.checkRcptTo(rcpt, info)).then(accept, failed);
   };
+}
+
+/** smtp-server's onClose: the session's end event (logs: one line per session; metrics: active connections). */
+export function onClose(session: SMTPServerSession): void {
+  const stats = sessionStats.get(session);
+  if (!stats || !events.sessionEnd.hasSubscribers) return;
+  const client = clients.get(session);
+  events.sessionEnd.publish({
+    sessionId: session.id, remoteAddress: session.remoteAddress, peerHost: client?.peerHost ?? '',
+    helo: session.hostNameAppearsAs || '', durationMs: performance.now() - stats.start,
+    queued: stats.queued, rejected: stats.rejected,
+  });
 }
