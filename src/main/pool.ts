@@ -18,6 +18,35 @@ export interface PoolOptions {
 const fromSources = import.meta.url.endsWith('.ts');
 const WORKER = new URL(fromSources ? '../workers/dev-entry.mjs' : '../workers/worker.js', import.meta.url).href;
 
+/**
+ * A task's time limit, in the shape Piscina takes as a signal (`aborted`,
+ * `once('abort')`, `removeListener`). Not an AbortSignal.timeout(): each of
+ * those stays in memory with its timer until the limit passes, even when the
+ * task ended long before — at thousands of tasks a second with a 300 s
+ * delivery limit, hundreds of MB. This one's timer is cleared when the task ends.
+ */
+class TaskDeadline {
+  aborted = false;
+  reason: Error | undefined;
+  private listener: (() => void) | undefined;
+
+  once(_event: 'abort', listener: () => void): void {
+    this.listener = listener;
+  }
+
+  removeListener(): void {
+    this.listener = undefined;
+  }
+
+  expire(reason: Error): void {
+    this.aborted = true;
+    this.reason = reason;
+    const listener = this.listener;
+    this.listener = undefined;
+    listener?.();
+  }
+}
+
 export class WorkerPool {
   private readonly pool: Piscina<Task, unknown>;
   readonly size: number;
@@ -42,17 +71,21 @@ export class WorkerPool {
     if (this.pool.queueSize >= this.pool.options.maxQueue) {
       return { ok: false, pool: 'busy', error: 'worker queue is full' };
     }
+    const deadline = new TaskDeadline();
+    const timer = setTimeout(() => deadline.expire(new Error(`${task.kind} ran past its time limit of ${timeoutMs} ms`)), timeoutMs);
     try {
-      return (await this.pool.run(task, { signal: AbortSignal.timeout(timeoutMs) })) as ResultOf[T['kind']];
+      return (await this.pool.run(task, { signal: deadline as unknown as AbortSignal })) as ResultOf[T['kind']];
     } catch (err) {
       const e = err as Error;
-      if (e.name === 'AbortError' || e.name === 'TimeoutError') {
+      if (deadline.aborted) {
         return { ok: false, pool: 'timeout', error: `${task.kind} ran past its time limit of ${timeoutMs} ms` };
       }
       if (/queue is at limit|No task queue available/i.test(e.message)) {
         return { ok: false, pool: 'busy', error: 'worker queue is full' };
       }
       return { ok: false, pool: 'crashed', error: `${task.kind} worker failed: ${e.stack ?? e.message}` };
+    } finally {
+      clearTimeout(timer);
     }
   }
 
