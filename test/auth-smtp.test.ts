@@ -13,7 +13,7 @@ import { startTestServer, type TestServer } from '../src/testing.ts';
 import { SECRET } from './fixtures/auth.ts';
 import { storedMessage } from './helpers/queue.ts';
 import { RawClient, queuedId } from './helpers/smtp.ts';
-import { certDir, makeCert, startTls, type TestCert } from './helpers/tls.ts';
+import { certDir, implicitTls, makeCert, startTls, type TestCert } from './helpers/tls.ts';
 
 const AUTH = fileURLToPath(new URL('./fixtures/auth.ts', import.meta.url));
 const AUTH_ONLY = fileURLToPath(new URL('./fixtures/auth-only.ts', import.meta.url));
@@ -154,6 +154,22 @@ describe('checkAuth with the default checkRcptTo', () => {
     try {
       await assert.rejects(send(server.port, 'victim@far.example', { user: 'alice', pass: 'secret' }), (err: { responseCode?: number }) => err.responseCode === 550);
       assert.match(await send(server.port, 'someone@localhost', { user: 'alice', pass: 'secret' }), /queued as/);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('the implicit-TLS listener', () => {
+  it('offers AUTH from the start, and a client authenticates there', async () => {
+    const server = await startTestServer({ receiverPath: AUTH, tlsKey: cert.keyFile, tlsCert: cert.certFile, tlsPort: 0 });
+    try {
+      const { client: c } = await implicitTls(server.tls!.port);
+      assert.match(authLine((await c.command('EHLO client.test')).lines) ?? '', /AUTH PLAIN LOGIN/);
+      assert.equal((await c.command(`AUTH PLAIN ${plain64('alice', 'secret')}`)).code, 235);
+      const [, rcpt] = await c.envelope('a@example.org', ['someone@far.example']);
+      assert.equal(rcpt!.code, 250, rcpt!.text);
+      await c.quit();
     } finally {
       await server.stop();
     }
