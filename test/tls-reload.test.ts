@@ -128,7 +128,16 @@ describe('serve start-up and SIGHUP without TLS', () => {
     assert.match(mismatch.stderr, /^smtp-receive: --tls-cert: the certificate in .*b\.crt does not match the private key in .*a\.key/m);
     const noTls = await runCli(['serve', '--queue', q, '--listen', '127.0.0.1:0', '--listen-tls', '127.0.0.1:0']);
     assert.equal(noTls.code, 2, noTls.stderr);
-    assert.match(noTls.stderr, /--listen-tls: an implicit-TLS listener needs a key and a certificate/);
+    assert.match(noTls.stderr, /--listen-tls: an implicit-TLS listener needs a TLS key and certificate/);
+    const usage = await Promise.all([
+      runCli(['serve', '--queue', q, '--listen-tls', 'nope']),
+      runCli(['serve', '--queue', q, '--listen', '127.0.0.1:0', '--require-tls']),
+      runCli(['serve', '--queue', q, '--listen', '127.0.0.1:0', '--tls-cert', a.certFile]),
+    ]);
+    assert.deepEqual(usage.map((r) => r.code), [2, 2, 2], usage.map((r) => r.stderr).join('\n'));
+    assert.match(usage[0]!.stderr, /^smtp-receive: --listen-tls: expected HOST:PORT/m);
+    assert.match(usage[1]!.stderr, /^smtp-receive: --require-tls: needs a TLS key and certificate/m);
+    assert.match(usage[2]!.stderr, /^smtp-receive: --tls-key: is missing/m);
   });
 
   it('SIGHUP does not end a daemon without TLS', async () => {

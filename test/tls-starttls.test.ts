@@ -152,7 +152,7 @@ describe('start-up errors name the flag and the file', () => {
     await assert.rejects(startTestServer({ tlsKey: cert.keyFile, tlsCert: other.certFile }),
       (err: Error) => /^option tlsCert: the certificate in .*other\.crt does not match the private key in .*server\.key/.test(err.message));
     await assert.rejects(startTestServer({ tlsKey: cert.keyFile }), /option tlsCert: is missing/);
-    await assert.rejects(startTestServer({ requireTls: true }), /option requireTls: needs a key and a certificate/);
+    await assert.rejects(startTestServer({ requireTls: true }), /option requireTls: needs a TLS key and certificate/);
   });
 });
 

@@ -31,17 +31,17 @@ export interface ResolvedTls {
 export function resolveTls(o: TlsServeOptions & { host?: string }): ResolvedTls {
   if (o.tlsKey !== undefined && !o.tlsKey) throw new OptionError('tlsKey', 'is empty: give the path of a PEM private key file');
   if (o.tlsCert !== undefined && !o.tlsCert) throw new OptionError('tlsCert', 'is empty: give the path of a PEM certificate file');
-  if (o.tlsKey && !o.tlsCert) throw new OptionError('tlsCert', 'is missing: a TLS key (tlsKey) needs its certificate');
-  if (o.tlsCert && !o.tlsKey) throw new OptionError('tlsKey', 'is missing: a TLS certificate (tlsCert) needs its private key');
+  if (o.tlsKey && !o.tlsCert) throw new OptionError('tlsCert', 'is missing: the TLS private key needs its certificate');
+  if (o.tlsCert && !o.tlsKey) throw new OptionError('tlsKey', 'is missing: the TLS certificate needs its private key');
   const tls = o.tlsKey && o.tlsCert ? { keyFile: o.tlsKey, certFile: o.tlsCert } : undefined;
   if (o.tlsPort !== undefined) {
     if (!Number.isInteger(o.tlsPort) || o.tlsPort < 0 || o.tlsPort > 65535) {
       throw new OptionError('tlsPort', `must be a whole number from 0 to 65535, got ${JSON.stringify(o.tlsPort)}`);
     }
-    if (!tls) throw new OptionError('tlsPort', 'an implicit-TLS listener needs a key and a certificate (tlsKey, tlsCert)');
+    if (!tls) throw new OptionError('tlsPort', 'an implicit-TLS listener needs a TLS key and certificate');
   }
   if (o.tlsHost !== undefined && o.tlsPort === undefined) throw new OptionError('tlsPort', 'is missing: tlsHost needs a port');
-  if (o.requireTls && !tls) throw new OptionError('requireTls', 'needs a key and a certificate (tlsKey, tlsCert) to offer STARTTLS');
+  if (o.requireTls && !tls) throw new OptionError('requireTls', 'needs a TLS key and certificate, to offer STARTTLS');
   const delay = o.authFailureDelay ?? 1000;
   if (!Number.isInteger(delay) || delay < 0 || delay > 60_000) {
     throw new OptionError('authFailureDelay', `must be a whole number from 0 to 60000, got ${JSON.stringify(delay)}`);

@@ -59,7 +59,7 @@ export async function loadTls(files: { keyFile: string; certFile: string }): Pro
   try {
     createSecureContext({ ...TLS_DEFAULTS, key, cert });
   } catch (err) {
-    throw new OptionError('tlsCert', `the certificate in ${files.certFile} does not match the private key in ${files.keyFile} (tlsKey): ${why(err)}`);
+    throw new OptionError('tlsCert', `the certificate in ${files.certFile} does not match the private key in ${files.keyFile}: ${why(err)}`);
   }
   return {
     key, cert, subject: x509.subject.replace(/\n/g, ', '), validTo: x509.validTo,
