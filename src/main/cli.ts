@@ -49,7 +49,14 @@ Options:
   --predeliver-timeout MS  time limit of predeliver (default 30000)
   --workers N              worker threads for hooks (default: number of CPUs)
   --worker-queue N         hook tasks that may wait for a worker; beyond it 451 4.3.2 (default 256)
-  --max-clients N          most concurrent connections (default 1000)
+  --max-clients N          most concurrent connections (default 1000; each listener counts its own)
+  --tls-key FILE           PEM private key for STARTTLS and --listen-tls (with --tls-cert);
+                           both files are read again on SIGHUP, for new sessions
+  --tls-cert FILE          PEM certificate (chain) for that key; TLS 1.2 and 1.3 only
+  --listen-tls HOST:PORT   also listen for implicit TLS (port 465 style; same forms as --listen)
+  --require-tls            refuse MAIL before STARTTLS (530 5.7.0)
+  --allow-insecure-auth    offer AUTH (when the receiver has checkAuth) without TLS too;
+                           by default AUTH is offered only inside TLS
   --no-runner              do not deliver from this process (leave it to runqueue)
   --queue-only             no delivery attempt right after the 250; the runner finds the message
   --deliver-timeout MS     time limit of one deliver (default 300000)
@@ -64,6 +71,11 @@ Options:
                            too (mode 0660; default: only this user, 0600)
   -h, --help               show this help
 
+Signals:
+  SIGTERM, SIGINT          stop: finish the sessions and deliveries in flight (--shutdown-grace)
+  SIGHUP                   reload the TLS key and certificate; open sessions stay up, and a
+                           file that cannot be read or does not fit keeps the old ones (logged)
+
 Environment:
   SMTP_RECEIVE_LOG         log level: debug, info (default), warn or error; the log goes to stderr
 `;
@@ -71,10 +83,10 @@ Environment:
 const num = wholeNumber;
 
 /** `HOST:PORT`, `[IPv6]:PORT`, `:PORT` (every IPv4 address, as HAProxy's `bind :25`), or a bare `PORT` (127.0.0.1). */
-export function parseListen(v: string): { host: string; port: number } {
+export function parseListen(v: string, flag = '--listen'): { host: string; port: number } {
   const m = /^(?:(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]*)):)?(\d{1,5})$/.exec(v);
   if (!m || Number(m[3]) > 65535) {
-    throw new CommandUsageError(`--listen: expected HOST:PORT, [IPv6]:PORT, :PORT or PORT (e.g. 127.0.0.1:2525, [::1]:2525, :25), got ${JSON.stringify(v)}`);
+    throw new CommandUsageError(`${flag}: expected HOST:PORT, [IPv6]:PORT, :PORT or PORT (e.g. 127.0.0.1:2525, [::1]:2525, :25), got ${JSON.stringify(v)}`);
   }
   const host = m[1] ?? m[2];
   return { host: host === undefined ? '127.0.0.1' : host === '' ? '0.0.0.0' : host, port: Number(m[3]) };
@@ -94,6 +106,8 @@ export const SERVE_FLAGS = {
   'shutdown-grace': { type: 'string' }, 'lock-wait': { type: 'string' }, 'control-group': { type: 'string' },
   maildir: { type: 'string' }, webhook: { type: 'string' }, 'webhook-secret': { type: 'string' },
   'webhook-timeout': { type: 'string' }, relay: { type: 'string' }, 'relay-timeout': { type: 'string' },
+  'tls-key': { type: 'string' }, 'tls-cert': { type: 'string' }, 'listen-tls': { type: 'string' },
+  'require-tls': { type: 'boolean' }, 'allow-insecure-auth': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -104,6 +118,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
   if (positionals.length > 1) throw new CommandUsageError(`serve takes one receiver module, got ${positionals.length} arguments`);
   if (positionals.length === 1 && v.receiver) throw new CommandUsageError('give the receiver either as an argument or with --receiver, not both');
   const listen = v.listen ? parseListen(v.listen) : undefined;
+  const listenTls = v['listen-tls'] ? parseListen(v['listen-tls'], '--listen-tls') : undefined;
   const receiverPath = v.receiver ?? positionals[0];
   const builtin = builtinFromFlags({
     maildir: v.maildir, webhook: v.webhook, 'webhook-secret': v['webhook-secret'],
@@ -138,6 +153,12 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     shutdownGrace: num('shutdown-grace', v['shutdown-grace']),
     lockWait: num('lock-wait', v['lock-wait']),
     controlGroup: v['control-group'],
+    tlsKey: v['tls-key'],
+    tlsCert: v['tls-cert'],
+    tlsHost: listenTls?.host,
+    tlsPort: listenTls?.port,
+    requireTls: v['require-tls'],
+    allowInsecureAuth: v['allow-insecure-auth'],
   };
 }
 
@@ -148,6 +169,7 @@ const FLAG: Record<string, string> = {
   predeliverTimeout: 'predeliver-timeout', workerQueue: 'worker-queue', maxClients: 'max-clients',
   deliverTimeout: 'deliver-timeout', retryMin: 'retry-min', retryMax: 'retry-max', maxLifetime: 'max-lifetime',
   shutdownGrace: 'shutdown-grace', lockWait: 'lock-wait', controlGroup: 'control-group',
+  tlsKey: 'tls-key', tlsCert: 'tls-cert', tlsHost: 'listen-tls', tlsPort: 'listen-tls', requireTls: 'require-tls',
   'maildir.root': 'maildir', 'webhook.url': 'webhook', 'webhook.secret': 'webhook-secret',
   'webhook.timeout': 'webhook-timeout', 'relay.host': 'relay', 'relay.port': 'relay', 'relay.timeout': 'relay-timeout',
 };
@@ -172,12 +194,23 @@ async function serve(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // SIGHUP reloads the TLS key and certificate (and never ends the daemon, TLS or not)
+  process.on('SIGHUP', () => {
+    if (!server || stopping) return;
+    if (!server.options.tls) return log.info('SIGHUP: no TLS key and certificate to reload (--tls-key, --tls-cert)');
+    server.reloadTls().then(
+      () => log.info('SIGHUP: TLS key and certificate reloaded; new sessions use them'),
+      (err: Error) => log.error('SIGHUP: TLS key and certificate not reloaded, the old ones stay in use: %s',
+        err instanceof OptionError ? `--${FLAG[err.option] ?? err.option}: ${err.message.replace(/^option \S+: /, '')}` : err.message),
+    );
+  });
   server = await startServer(options);
   if (stopping) {
     await server.close();
     return;
   }
   process.stdout.write(`smtp-receive: listening on ${formatAddress(server.host, server.port)}, queue ${server.queueDir}\n`);
+  if (server.tls) process.stdout.write(`smtp-receive: listening on ${formatAddress(server.tls.host, server.tls.port)} (implicit TLS)\n`);
 }
 
 export async function main(argv: string[]): Promise<number> {

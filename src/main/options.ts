@@ -2,8 +2,10 @@
 import { hostname as osHostname } from 'node:os';
 import type { BuiltinReceiver } from '../receivers/index.ts';
 import { CommandUsageError } from './command.ts';
+import { resolveTls, type ResolvedTls, type TlsServeOptions } from './tls-options.ts';
 
-export interface ServeOptions {
+/** (TLS and AUTH: see TlsServeOptions, ./tls-options.ts.) */
+export interface ServeOptions extends TlsServeOptions {
   /** Receiver module (default-exports a Receiver subclass). Without one, `builtin` runs. */
   receiverPath?: string;
   /**
@@ -70,8 +72,8 @@ export interface ServeOptions {
   controlGroup?: string;
 }
 
-export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'>>
-  & Pick<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'>;
+export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup' | keyof TlsServeOptions>>
+  & Pick<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'> & ResolvedTls;
 
 export class OptionError extends Error {
   constructor(readonly option: string, message: string) {
@@ -127,6 +129,7 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     shutdownGrace: int('shutdownGrace', o.shutdownGrace ?? 10_000, 0),
     lockWait: int('lockWait', o.lockWait ?? 10_000, 0),
     controlGroup: o.controlGroup,
+    ...resolveTls(o),
   };
 }
 

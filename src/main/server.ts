@@ -20,6 +20,8 @@ import { WorkerPool } from './pool.ts';
 import { QueueRunner } from './runner.ts';
 import { deliveryPass } from './runqueue.ts';
 import { onClose, onConnect, onMailFrom, onRcptTo } from './session.ts';
+import { loadTls } from './tls.ts';
+import { describeTls, logSmtpError, reloadTls, requireTls, tlsSmtpOptions } from './tls-server.ts';
 
 export interface RunningServer {
   host: string;
@@ -30,6 +32,10 @@ export interface RunningServer {
   options: ResolvedOptions;
   /** The queue runner, when this process delivers. */
   runner: QueueRunner | undefined;
+  /** The implicit-TLS listener's address (tlsPort), when there is one. */
+  tls: { host: string; port: number } | undefined;
+  /** Re-reads the TLS key and certificate for new sessions (SIGHUP); throws, changing nothing, when they do not fit. */
+  reloadTls(): Promise<void>;
   /** Stops accepting, ends sessions, closes the pool and the queue. */
   close(): Promise<void>;
 }
@@ -56,6 +62,9 @@ export function formatAddress(host: string, port: number): string {
 export async function startServer(options: ServeOptions = {}): Promise<RunningServer> {
   assertPatched();
   const opts = resolveOptions(options);
+  // key and certificate first: a bad file is reported before anything is opened
+  const tlsMaterial = opts.tls ? await loadTls(opts.tls) : undefined;
+  if (tlsMaterial) describeTls(tlsMaterial, 'start-up');
   const receiverPath = opts.receiverPath ? resolve(opts.receiverPath) : undefined;
   const { builtin } = opts;
   // a built-in receiver's option errors name the serve option (and so the CLI flag)
@@ -140,8 +149,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     name: opts.hostname,
     banner: 'smtp-receive',
     logger: false,
-    disabledCommands: ['AUTH', 'STARTTLS'],
-    hideSTARTTLS: true,
+    ...tlsSmtpOptions(ctx, tlsMaterial, overrides(receiver, 'checkAuth')),
     hideENHANCEDSTATUSCODES: false,
     size: ctx.maxDataLength,
     maxClients: opts.maxClients,
@@ -151,29 +159,39 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     disableReverseLookup: !opts.reverseDns,
     resolver: reverseResolver(opts.dnsTimeout) as unknown as SMTPServerOptions['resolver'],
     onConnect: onConnect(ctx),
-    onMailFrom: onMailFrom(ctx),
+    onMailFrom: requireTls(ctx, onMailFrom(ctx)),
     onRcptTo: onRcptTo(ctx),
     onData: onData(ctx),
     onClose,
   };
-  const smtp = new SMTPServer(smtpOptions);
-  // a failed listen is reported once, by the error below, not also by the logging handler
-  const quiet = (): void => {};
-  smtp.on('error', quiet);
-  await new Promise<void>((ok, fail) => {
-    smtp.server.once('error', fail);
-    smtp.listen(opts.port, opts.host, () => {
-      smtp.server.off('error', fail);
-      ok();
+  // the implicit-TLS listener (port 465 style): a second SMTPServer, same handlers, TLS from the first byte.
+  // SMTPServer changes its options object in place: each gets its own copy
+  const servers = [new SMTPServer({ ...smtpOptions })];
+  if (opts.tlsPort !== undefined) servers.push(new SMTPServer({ ...smtpOptions, secure: true }));
+  const [smtp] = servers as [SMTPServer, ...SMTPServer[]];
+  const closeAll = (): Promise<unknown> => Promise.all(servers.map((s) => new Promise<void>((done) => s.close(() => done()))));
+  for (const [i, server] of servers.entries()) {
+    const [host, port] = i === 0 ? [opts.host, opts.port] : [opts.tlsHost!, opts.tlsPort!];
+    // a failed listen is reported once, by the error below, not also by the logging handler
+    const quiet = (): void => {};
+    server.on('error', quiet);
+    await new Promise<void>((ok, fail) => {
+      server.server.once('error', fail);
+      server.listen(port, host, () => {
+        server.server.off('error', fail);
+        ok();
+      });
+    }).catch(async (err: Error) => {
+      if (i > 0) await closeAll();
+      await unwind();
+      throw new Error(`cannot listen on ${formatAddress(host, port)}${i > 0 ? ' (implicit TLS)' : ''}: ${err.message}`, { cause: err });
     });
-  }).catch(async (err: Error) => {
-    await unwind();
-    throw new Error(`cannot listen on ${formatAddress(opts.host, opts.port)}: ${err.message}`, { cause: err });
-  });
-  smtp.off('error', quiet);
-  smtp.on('error', (err) => log.warn('smtp: %s', err.message));
+    server.off('error', quiet);
+    server.on('error', (err) => logSmtpError(err, i > 0));
+  }
   runner?.start();
   const address = smtp.server.address() as AddressInfo;
+  const tlsAddress = servers[1]?.server.address() as AddressInfo | undefined;
   // the CLI prints its own "listening on" line: at info this would say it twice
   log.debug('listening on %s, queue %s', formatAddress(address.address, address.port), queueDir);
 
@@ -186,9 +204,13 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     receiver,
     options: opts,
     runner,
+    tls: tlsAddress && { host: tlsAddress.address, port: tlsAddress.port },
+    async reloadTls() {
+      describeTls(await reloadTls(ctx, servers), 'reload');
+    },
     close() {
       closing ??= (async () => {
-        await new Promise<void>((done) => smtp.close(() => done()));
+        await closeAll();
         await control.close();
         const runners = [...(runner ? [runner] : []), ...passes];
         const cutShort = await Promise.all(runners.map((r) => r.stop(opts.shutdownGrace)));
