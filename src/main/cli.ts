@@ -62,6 +62,8 @@ Options:
                            this long for it (default 10000); another serve on it is refused at once
   --control-group NAME     let this group (name or gid) use the control socket QUEUE/control.sock
                            too (mode 0660; default: only this user, 0600)
+  --metrics HOST:PORT      HTTP listener for /metrics (Prometheus), /healthz and /readyz
+                           (default 127.0.0.1:9525; off: none)
   -h, --help               show this help
 
 Environment:
@@ -94,6 +96,7 @@ export const SERVE_FLAGS = {
   'shutdown-grace': { type: 'string' }, 'lock-wait': { type: 'string' }, 'control-group': { type: 'string' },
   maildir: { type: 'string' }, webhook: { type: 'string' }, 'webhook-secret': { type: 'string' },
   'webhook-timeout': { type: 'string' }, relay: { type: 'string' }, 'relay-timeout': { type: 'string' },
+  metrics: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -138,6 +141,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     shutdownGrace: num('shutdown-grace', v['shutdown-grace']),
     lockWait: num('lock-wait', v['lock-wait']),
     controlGroup: v['control-group'],
+    metrics: v.metrics,
   };
 }
 
@@ -177,7 +181,8 @@ async function serve(argv: string[]): Promise<void> {
     await server.close();
     return;
   }
-  process.stdout.write(`smtp-receive: listening on ${formatAddress(server.host, server.port)}, queue ${server.queueDir}\n`);
+  const metrics = server.metricsHost === undefined ? '' : `, metrics on http://${formatAddress(server.metricsHost, server.metricsPort!)}/metrics`;
+  process.stdout.write(`smtp-receive: listening on ${formatAddress(server.host, server.port)}, queue ${server.queueDir}${metrics}\n`);
 }
 
 export async function main(argv: string[]): Promise<number> {

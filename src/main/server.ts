@@ -20,6 +20,7 @@ import { WorkerPool } from './pool.ts';
 import { QueueRunner } from './runner.ts';
 import { deliveryPass } from './runqueue.ts';
 import { onClose, onConnect, onMailFrom, onRcptTo } from './session.ts';
+import { startMonitoring, type Monitoring } from './metrics/index.ts';
 
 export interface RunningServer {
   host: string;
@@ -30,6 +31,9 @@ export interface RunningServer {
   options: ResolvedOptions;
   /** The queue runner, when this process delivers. */
   runner: QueueRunner | undefined;
+  /** The address of the /metrics, /healthz and /readyz listener (undefined: metrics off). */
+  metricsHost: string | undefined;
+  metricsPort: number | undefined;
   /** Stops accepting, ends sessions, closes the pool and the queue. */
   close(): Promise<void>;
 }
@@ -157,6 +161,17 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     onClose,
   };
   const smtp = new SMTPServer(smtpOptions);
+  let monitoring: Monitoring | undefined;
+  if (opts.metrics) {
+    const at = opts.metrics;
+    monitoring = await startMonitoring(at, { store: ctx.store, pool: ctx.pool, listening: () => smtp.server.listening })
+      .catch(async (err: Error) => {
+        await unwind();
+        throw new OptionError('metrics', `cannot listen on ${formatAddress(at.host, at.port)}: ${err.message}`);
+      });
+    const started = monitoring;
+    undo.push(() => started.close());
+  }
   // a failed listen is reported once, by the error below, not also by the logging handler
   const quiet = (): void => {};
   smtp.on('error', quiet);
@@ -186,8 +201,11 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     receiver,
     options: opts,
     runner,
+    metricsHost: monitoring?.host,
+    metricsPort: monitoring?.port,
     close() {
       closing ??= (async () => {
+        monitoring?.stopping();
         await new Promise<void>((done) => smtp.close(() => done()));
         await control.close();
         const runners = [...(runner ? [runner] : []), ...passes];
@@ -196,6 +214,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
         for (const [i, r] of runners.entries()) await r.releaseLeases(cutShort[i]!);
         await ctx.spoolSync.close();
         await store.close();
+        await monitoring?.close();
         lock.release();
       })();
       return closing;
