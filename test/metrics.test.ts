@@ -4,11 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { METRICS } from '../src/main/metrics/definitions.ts';
 import { startTestServer } from '../src/testing.ts';
 import { parseExposition, scrape, until, valueOf } from './helpers/metrics.ts';
+import { REPO_ROOT } from './helpers/cli.ts';
 import { RawClient, queuedId } from './helpers/smtp.ts';
 
 const RECEIVER = fileURLToPath(new URL('./fixtures/events-receiver.ts', import.meta.url));
@@ -115,5 +118,12 @@ describe('metrics', () => {
     } finally {
       await server.stop();
     }
+  });
+
+  it("README's Monitoring table lists exactly the metrics defined", () => {
+    const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('\n## Monitoring'), readme.indexOf('\n## ', readme.indexOf('\n## Monitoring') + 1));
+    const listed = [...section.matchAll(/^\| `(smtp_receive_\w+)` \| (\w+) \|/gm)].map((m) => `${m[1]} ${m[2]}`);
+    assert.deepEqual(listed.sort(), Object.values(METRICS).map((d) => `${d.name} ${d.type}`).sort());
   });
 });
