@@ -69,6 +69,8 @@ Options:
                            this long for it (default 10000); another serve on it is refused at once
   --control-group NAME     let this group (name or gid) use the control socket QUEUE/control.sock
                            too (mode 0660; default: only this user, 0600)
+  --metrics HOST:PORT      HTTP listener for /metrics (Prometheus), /healthz and /readyz
+                           (default 127.0.0.1:9525; off: none)
   -h, --help               show this help
 
 Signals:
@@ -108,6 +110,7 @@ export const SERVE_FLAGS = {
   'webhook-timeout': { type: 'string' }, relay: { type: 'string' }, 'relay-timeout': { type: 'string' },
   'tls-key': { type: 'string' }, 'tls-cert': { type: 'string' }, 'listen-tls': { type: 'string' },
   'require-tls': { type: 'boolean' }, 'allow-insecure-auth': { type: 'boolean' },
+  metrics: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -159,6 +162,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     tlsPort: listenTls?.port,
     requireTls: v['require-tls'],
     allowInsecureAuth: v['allow-insecure-auth'],
+    metrics: v.metrics,
   };
 }
 
@@ -209,7 +213,8 @@ async function serve(argv: string[]): Promise<void> {
     await server.close();
     return;
   }
-  process.stdout.write(`smtp-receive: listening on ${formatAddress(server.host, server.port)}, queue ${server.queueDir}\n`);
+  const metrics = server.metricsHost === undefined ? '' : `, metrics on http://${formatAddress(server.metricsHost, server.metricsPort!)}/metrics`;
+  process.stdout.write(`smtp-receive: listening on ${formatAddress(server.host, server.port)}, queue ${server.queueDir}${metrics}\n`);
   if (server.tls) process.stdout.write(`smtp-receive: listening on ${formatAddress(server.tls.host, server.tls.port)} (implicit TLS)\n`);
 }
 

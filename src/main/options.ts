@@ -3,6 +3,7 @@ import { hostname as osHostname } from 'node:os';
 import type { BuiltinReceiver } from '../receivers/index.ts';
 import { CommandUsageError } from './command.ts';
 import { resolveTls, type ResolvedTls, type TlsServeOptions } from './tls-options.ts';
+import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, type MetricsAddress } from './metrics/address.ts';
 
 /** (TLS and AUTH: see TlsServeOptions, ./tls-options.ts.) */
 export interface ServeOptions extends TlsServeOptions {
@@ -70,10 +71,16 @@ export interface ServeOptions extends TlsServeOptions {
   lockWait?: number;
   /** Control socket (`<queue>/control.sock`, mode 0600): also open to this group (name or gid), mode 0660. */
   controlGroup?: string;
+  /**
+   * Address of the HTTP listener serving /metrics, /healthz and /readyz (`HOST:PORT`, port 0: any
+   * free port), or false (or 'off') for none. @default '127.0.0.1:9525'
+   */
+  metrics?: string | false;
 }
 
-export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup' | keyof TlsServeOptions>>
-  & Pick<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'> & ResolvedTls;
+export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup' | 'metrics' | keyof TlsServeOptions>>
+  & Pick<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'>
+  & { metrics: MetricsAddress | false } & ResolvedTls;
 
 export class OptionError extends Error {
   constructor(readonly option: string, message: string) {
@@ -130,7 +137,14 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     lockWait: int('lockWait', o.lockWait ?? 10_000, 0),
     controlGroup: o.controlGroup,
     ...resolveTls(o),
+    metrics: metricsAddress(o.metrics),
   };
+}
+
+function metricsAddress(v: string | false | undefined): MetricsAddress | false {
+  const a = parseMetricsAddress(v ?? DEFAULT_METRICS_ADDRESS);
+  if (a === undefined) throw new OptionError('metrics', `expected HOST:PORT, [IPv6]:PORT, :PORT, PORT or off (e.g. 127.0.0.1:9525), got ${JSON.stringify(v)}`);
+  return a;
 }
 
 /** The flags of `serve` that choose and configure a built-in receiver. */

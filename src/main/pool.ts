@@ -50,6 +50,8 @@ class TaskDeadline {
 export class WorkerPool {
   private readonly pool: Piscina<Task, unknown>;
   readonly size: number;
+  /** Workers that have loaded the receiver module and take tasks (a replaced worker is not, until loaded). */
+  private ready_ = 0;
 
   constructor(setup: WorkerSetup, options: PoolOptions = {}) {
     this.size = options.size ?? availableParallelism();
@@ -64,6 +66,9 @@ export class WorkerPool {
     });
     // a worker that fails to start (bad receiver module) is reported per task, not as a crash
     this.pool.on('error', () => {});
+    // Piscina announces a worker once it is ready (its module loaded) and again when it is gone
+    this.pool.on('workerCreate', () => { this.ready_++; });
+    this.pool.on('workerDestroy', () => { this.ready_--; });
   }
 
   /** Runs a task within `timeoutMs`; a late task's worker is terminated (and replaced). */
@@ -104,6 +109,20 @@ export class WorkerPool {
     return this.pool.queueSize;
   }
 
+  /** For metrics and readiness: workers ready, and Piscina's run and wait time totals. */
+  stats(): PoolStats {
+    const h = this.pool.histogram;
+    // Piscina records times in microseconds; mean × count is the total
+    const total = (s: { mean: number } | undefined, n: number): number => (s && n > 0 && Number.isFinite(s.mean) ? (s.mean * n) / 1e6 : 0);
+    const completed = this.pool.completed;
+    // the number of timed runs is on Piscina's handler behind the summary (tasks cut short before they ran are not)
+    const runs = (h as unknown as { histogram?: { runTimeCount?: number } }).histogram?.runTimeCount ?? completed;
+    return {
+      size: this.size, ready: this.ready_, queueSize: this.pool.queueSize, completed,
+      busySeconds: total(h.runTime, runs), waitSeconds: total(h.waitTime, runs),
+    };
+  }
+
   /**
    * Ends the workers now: tasks still running (a hook that hangs) are cut short.
    * Callers wait for what they want to finish first (the runner's shutdown grace).
@@ -111,6 +130,15 @@ export class WorkerPool {
   async close(): Promise<void> {
     await this.pool.destroy();
   }
+}
+
+export interface PoolStats {
+  size: number;
+  ready: number;
+  queueSize: number;
+  completed: number;
+  busySeconds: number;
+  waitSeconds: number;
 }
 
 export function isPoolFailure(r: { ok: boolean }): r is PoolFailure {

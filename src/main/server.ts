@@ -22,6 +22,7 @@ import { deliveryPass } from './runqueue.ts';
 import { onClose, onConnect, onMailFrom, onRcptTo } from './session.ts';
 import { loadTls } from './tls.ts';
 import { describeTls, logSmtpError, reloadTls, requireTls, tlsSmtpOptions } from './tls-server.ts';
+import { startMonitoring, type Monitoring } from './metrics/index.ts';
 
 export interface RunningServer {
   host: string;
@@ -36,6 +37,9 @@ export interface RunningServer {
   tls: { host: string; port: number } | undefined;
   /** Re-reads the TLS key and certificate for new sessions (SIGHUP); throws, changing nothing, when they do not fit. */
   reloadTls(): Promise<void>;
+  /** The address of the /metrics, /healthz and /readyz listener (undefined: metrics off). */
+  metricsHost: string | undefined;
+  metricsPort: number | undefined;
   /** Stops accepting, ends sessions, closes the pool and the queue. */
   close(): Promise<void>;
 }
@@ -170,6 +174,17 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   if (opts.tlsPort !== undefined) servers.push(new SMTPServer({ ...smtpOptions, secure: true }));
   const [smtp] = servers as [SMTPServer, ...SMTPServer[]];
   const closeAll = (): Promise<unknown> => Promise.all(servers.map((s) => new Promise<void>((done) => s.close(() => done()))));
+  let monitoring: Monitoring | undefined;
+  if (opts.metrics) {
+    const at = opts.metrics;
+    monitoring = await startMonitoring(at, { store: ctx.store, pool: ctx.pool, listening: () => servers.every((x) => x.server.listening) })
+      .catch(async (err: Error) => {
+        await unwind();
+        throw new OptionError('metrics', `cannot listen on ${formatAddress(at.host, at.port)}: ${err.message}`);
+      });
+    const started = monitoring;
+    undo.push(() => started.close());
+  }
   for (const [i, server] of servers.entries()) {
     const [host, port] = i === 0 ? [opts.host, opts.port] : [opts.tlsHost!, opts.tlsPort!];
     // a failed listen is reported once, by the error below, not also by the logging handler
@@ -208,8 +223,11 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     async reloadTls() {
       describeTls(await reloadTls(ctx, servers), 'reload');
     },
+    metricsHost: monitoring?.host,
+    metricsPort: monitoring?.port,
     close() {
       closing ??= (async () => {
+        monitoring?.stopping();
         await closeAll();
         await control.close();
         const runners = [...(runner ? [runner] : []), ...passes];
@@ -218,6 +236,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
         for (const [i, r] of runners.entries()) await r.releaseLeases(cutShort[i]!);
         await ctx.spoolSync.close();
         await store.close();
+        await monitoring?.close();
         lock.release();
       })();
       return closing;

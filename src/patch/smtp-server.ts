@@ -18,6 +18,7 @@
  * - Connection ids from a counter behind a random per-process prefix instead of
  *   10 random bytes and a BigInt per connection.
  * - The end of DATA found with indexOf instead of a byte-by-byte loop (./smtp-stream.ts).
+ * - Replies, and refusals for too many clients, published as events (./smtp-events.ts).
  * - The marker `SMTPServer.smtpReceivePatch` (= SMTP_SERVER_PATCH), which
  *   startServer() checks.
  */
@@ -25,6 +26,8 @@ import { randomBytes } from 'node:crypto';
 import { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+import { events } from '../core/events.ts';
+import { patchSmtpEvents } from './smtp-events.ts';
 import { feedDataStream } from './smtp-stream.ts';
 import { PatchError, checkVersion, installed, originalMethod } from './verify.ts';
 
@@ -102,6 +105,7 @@ export function patchSmtpServer(target: SmtpServerModule): void {
     this._setListeners(() => {
       // Check that connection limit is not exceeded
       if (this._server.options.maxClients && this._server.connections.size > this._server.options.maxClients) {
+        if (events.connectionRefused.hasSubscribers) events.connectionRefused.publish({ reason: 'max-clients', remoteAddress: this.remoteAddress });
         return this.send(421, this.name + ' Too many connected clients, try again in a moment', false);
       }
       // the delay for detecting early talkers: the earlyTalkerDelay option (ms, default 100). With 0
@@ -159,6 +163,7 @@ export function patchSmtpServer(target: SmtpServerModule): void {
   };
 
   stream._feedDataStream = feedDataStream;
+  patchSmtpEvents(conn); // replies as events (./smtp-events.ts)
   marked.smtpReceivePatch = SMTP_SERVER_PATCH;
 }
 
