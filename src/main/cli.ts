@@ -62,6 +62,11 @@ Options:
                            this long for it (default 10000); another serve on it is refused at once
   --control-group NAME     let this group (name or gid) use the control socket QUEUE/control.sock
                            too (mode 0660; default: only this user, 0600)
+  --proxy-from CIDR,...    load balancers (addresses or CIDR ranges) that open each connection
+                           with a PROXY protocol header, v1 or v2 (HAProxy send-proxy /
+                           send-proxy-v2): the session sees the client's address; a header
+                           from any other address is refused (see docs/scale-out.md)
+  --proxy-timeout MS       time for a --proxy-from balancer's header to arrive (default 5000)
   -h, --help               show this help
 
 Environment:
@@ -94,6 +99,7 @@ export const SERVE_FLAGS = {
   'shutdown-grace': { type: 'string' }, 'lock-wait': { type: 'string' }, 'control-group': { type: 'string' },
   maildir: { type: 'string' }, webhook: { type: 'string' }, 'webhook-secret': { type: 'string' },
   'webhook-timeout': { type: 'string' }, relay: { type: 'string' }, 'relay-timeout': { type: 'string' },
+  'proxy-from': { type: 'string', multiple: true }, 'proxy-timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -138,6 +144,8 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     shutdownGrace: num('shutdown-grace', v['shutdown-grace']),
     lockWait: num('lock-wait', v['lock-wait']),
     controlGroup: v['control-group'],
+    proxyFrom: v['proxy-from']?.flatMap((list) => list.split(',')).filter((e) => e.trim() !== ''),
+    proxyTimeout: num('proxy-timeout', v['proxy-timeout']),
   };
 }
 
@@ -148,6 +156,7 @@ const FLAG: Record<string, string> = {
   predeliverTimeout: 'predeliver-timeout', workerQueue: 'worker-queue', maxClients: 'max-clients',
   deliverTimeout: 'deliver-timeout', retryMin: 'retry-min', retryMax: 'retry-max', maxLifetime: 'max-lifetime',
   shutdownGrace: 'shutdown-grace', lockWait: 'lock-wait', controlGroup: 'control-group',
+  proxyFrom: 'proxy-from', proxyTimeout: 'proxy-timeout',
   'maildir.root': 'maildir', 'webhook.url': 'webhook', 'webhook.secret': 'webhook-secret',
   'webhook.timeout': 'webhook-timeout', 'relay.host': 'relay', 'relay.port': 'relay', 'relay.timeout': 'relay-timeout',
 };

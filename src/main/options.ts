@@ -2,6 +2,7 @@
 import { hostname as osHostname } from 'node:os';
 import type { BuiltinReceiver } from '../receivers/index.ts';
 import { CommandUsageError } from './command.ts';
+import { checkProxyFrom } from './proxy-from.ts';
 
 export interface ServeOptions {
   /** Receiver module (default-exports a Receiver subclass). Without one, `builtin` runs. */
@@ -68,6 +69,14 @@ export interface ServeOptions {
   lockWait?: number;
   /** Control socket (`<queue>/control.sock`, mode 0600): also open to this group (name or gid), mode 0660. */
   controlGroup?: string;
+  /**
+   * Load balancers that send a PROXY protocol header (v1 or v2), as addresses or CIDR ranges
+   * (docs/scale-out.md). A connection from one must start with the header; from any other
+   * address a header is refused. @default [] (none)
+   */
+  proxyFrom?: string[];
+  /** Time for a --proxy-from balancer's PROXY header to arrive, ms. @default 5000 */
+  proxyTimeout?: number;
 }
 
 export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'>>
@@ -127,7 +136,17 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     shutdownGrace: int('shutdownGrace', o.shutdownGrace ?? 10_000, 0),
     lockWait: int('lockWait', o.lockWait ?? 10_000, 0),
     controlGroup: o.controlGroup,
+    proxyFrom: proxyFrom(o.proxyFrom ?? []),
+    proxyTimeout: int('proxyTimeout', o.proxyTimeout ?? 5000, 1, 300_000),
   };
+}
+
+function proxyFrom(entries: string[]): string[] {
+  try {
+    return checkProxyFrom(entries);
+  } catch (err) {
+    throw new OptionError('proxyFrom', (err as Error).message);
+  }
 }
 
 /** The flags of `serve` that choose and configure a built-in receiver. */
