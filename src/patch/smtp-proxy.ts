@@ -68,10 +68,12 @@ export function patchProxy(server: Record<string, Method>, conn: Record<string, 
 
   server._handleProxy = function (this: any, socket: Socket, callback: Callback): void {
     if (!this._expectsProxyHeader(socket)) {
+      // on an implicit TLS listener the first bytes are the TLS handshake's (a header there fails it)
+      const implicitTls = this.options.secure && !this.options.needsUpgrade && !this.options.secured;
       handleProxy.call(this, socket, (err: Error | null, options?: SocketOptions) => {
         callback(err, options);
         // connect() piped the socket to the session's parser just now: look at the first bytes before it does
-        if (!err) {
+        if (!err && !implicitTls) {
           socket.prependOnceListener('data', (chunk: Buffer) => {
             if (looksLikeProxyHeader(chunk)) unlistedHeader.add(socket);
           });
