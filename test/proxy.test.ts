@@ -120,6 +120,14 @@ describe('PROXY protocol from a --proxy-from balancer', () => {
     assert.deepEqual(refused, []);
   });
 
+  it('a balancer on IPv6 (::1 listed), passing on an IPv4 client', async () => {
+    const six = await start({ host: '::1', proxyFrom: ['::1/128'] });
+    const c = await RawClient.connect(six.port, '::1');
+    c.write(v2inet(pp.Command.PROXY, [192, 0, 2, 44], [127, 0, 0, 1], 40006, 25));
+    const id = await sendOne(c, 'six');
+    assert.equal(six.store.get(id)!.msg.peerAddr, '192.0.2.44');
+  });
+
   it('no header, a bad one, or none in time from a listed address: 421 and closed, a "proxy" refusal', async () => {
     const count = server.store.count();
     for (const [bytes, reply] of [
