@@ -174,6 +174,14 @@ describe('a PROXY header from an address not in --proxy-from', () => {
     assert.equal(server.store.count(), 1);
   });
 
+  it('during a greeting pause: refused at once as a PROXY header, not as an early talker', async () => {
+    const server = await start({ proxyFrom: ['192.0.2.0/24'], greetPause: 300 });
+    const c = await throughBalancer(server.port, v2inet(pp.Command.PROXY, [192, 0, 2, 7], [127, 0, 0, 1], 40001, 25));
+    const replies = await c.readUntilClosed();
+    assert.deepEqual(replies.map((r) => r.text), ['421 4.7.0 PROXY protocol header not accepted from this address']);
+    assert.equal(refused.at(-1)!.reason, 'proxy');
+  });
+
   it('without --proxy-from at all, too', async () => {
     const server = await start({});
     const c = await throughBalancer(server.port, v1('TCP4', '192.0.2.7', '127.0.0.1', 40001, 25));

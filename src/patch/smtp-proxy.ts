@@ -17,7 +17,8 @@
  *   for sockets before their session, socketTimeout) stays around this.
  * - `_onCommand`: a peer that is not a listed balancer and opens with a PROXY
  *   header (either version, seen in its first bytes) is answered 421 and
- *   disconnected once greeted, never served as if it had said something else.
+ *   disconnected (once greeted; during a --greet-pause at once), never served
+ *   as if it had said something else.
  * Each refusal publishes `connectionRefused` with reason 'proxy'.
  */
 import type { Socket } from 'node:net';
@@ -85,8 +86,9 @@ export function patchProxy(server: Record<string, Method>, conn: Record<string, 
   };
 
   conn._onCommand = function (this: any, command: Buffer, callback: unknown): unknown {
-    // the first command once greeted (one sent before the greeting comes back here when it is)
-    if (!this._proxyChecked && this._ready) {
+    // the first command once greeted (with no greeting pause, one sent before the greeting comes back here
+    // when it is; with a pause, a header before the greeting is refused as this, not as an early talker)
+    if (!this._proxyChecked && (this._ready || this._server.options.earlyTalkerDelay !== 0)) {
       this._proxyChecked = true;
       if (unlistedHeader.has(this._socket)) {
         const text = '4.7.0 PROXY protocol header not accepted from this address';
