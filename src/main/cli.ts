@@ -71,6 +71,11 @@ Options:
                            too (mode 0660; default: only this user, 0600)
   --metrics HOST:PORT      HTTP listener for /metrics (Prometheus), /healthz and /readyz
                            (default 127.0.0.1:9525; off: none)
+  --proxy-from CIDR,...    load balancers (addresses or CIDR ranges) that open each connection
+                           with a PROXY protocol header, v1 or v2 (HAProxy send-proxy /
+                           send-proxy-v2): the session sees the client's address; a header
+                           from any other address is refused (see docs/scale-out.md)
+  --proxy-timeout MS       time for a --proxy-from balancer's header to arrive (default 5000)
   -h, --help               show this help
 
 Signals:
@@ -111,6 +116,7 @@ export const SERVE_FLAGS = {
   'tls-key': { type: 'string' }, 'tls-cert': { type: 'string' }, 'listen-tls': { type: 'string' },
   'require-tls': { type: 'boolean' }, 'allow-insecure-auth': { type: 'boolean' },
   metrics: { type: 'string' },
+  'proxy-from': { type: 'string', multiple: true }, 'proxy-timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -163,6 +169,8 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     requireTls: v['require-tls'],
     allowInsecureAuth: v['allow-insecure-auth'],
     metrics: v.metrics,
+    proxyFrom: v['proxy-from']?.flatMap((list) => list.split(',')).filter((e) => e.trim() !== ''),
+    proxyTimeout: num('proxy-timeout', v['proxy-timeout']),
   };
 }
 
@@ -174,6 +182,7 @@ const FLAG: Record<string, string> = {
   deliverTimeout: 'deliver-timeout', retryMin: 'retry-min', retryMax: 'retry-max', maxLifetime: 'max-lifetime',
   shutdownGrace: 'shutdown-grace', lockWait: 'lock-wait', controlGroup: 'control-group',
   tlsKey: 'tls-key', tlsCert: 'tls-cert', tlsHost: 'listen-tls', tlsPort: 'listen-tls', requireTls: 'require-tls',
+  proxyFrom: 'proxy-from', proxyTimeout: 'proxy-timeout',
   'maildir.root': 'maildir', 'webhook.url': 'webhook', 'webhook.secret': 'webhook-secret',
   'webhook.timeout': 'webhook-timeout', 'relay.host': 'relay', 'relay.port': 'relay', 'relay.timeout': 'relay-timeout',
 };

@@ -14,6 +14,7 @@ import { onData } from './accept.ts';
 import { checkControlSocketPath, startControl, type ControlServer } from './control-server.ts';
 import type { Context } from './context.ts';
 import { reverseResolver } from './lookup.ts';
+import { proxyMatcher } from './proxy-from.ts';
 import { OptionError, resolveOptions, type ResolvedOptions, type ServeOptions } from './options.ts';
 import { ReceiverOptionError } from '../receivers/options.ts';
 import { WorkerPool } from './pool.ts';
@@ -149,7 +150,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     },
   };
 
-  const smtpOptions: SMTPServerOptions & { earlyTalkerDelay: number } = {
+  const smtpOptions: SMTPServerOptions & { earlyTalkerDelay: number; proxyFrom?: (address?: string) => boolean; proxyTimeout: number } = {
     name: opts.hostname,
     banner: 'smtp-receive',
     logger: false,
@@ -167,6 +168,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     onRcptTo: onRcptTo(ctx),
     onData: onData(ctx),
     onClose,
+    // PROXY protocol v1/v2 from these balancers only (src/patch/smtp-proxy.ts)
+    proxyFrom: opts.proxyFrom.length ? proxyMatcher(opts.proxyFrom) : undefined,
+    proxyTimeout: opts.proxyTimeout,
   };
   // the implicit-TLS listener (port 465 style): a second SMTPServer, same handlers, TLS from the first byte.
   // SMTPServer changes its options object in place: each gets its own copy

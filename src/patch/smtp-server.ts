@@ -19,6 +19,7 @@
  *   10 random bytes and a BigInt per connection.
  * - The end of DATA found with indexOf instead of a byte-by-byte loop (./smtp-stream.ts).
  * - Replies, and refusals for too many clients, published as events (./smtp-events.ts).
+ * - PROXY protocol v1 and v2 from the load balancers of the `proxyFrom` option (./smtp-proxy.ts).
  * - The marker `SMTPServer.smtpReceivePatch` (= SMTP_SERVER_PATCH), which
  *   startServer() checks.
  */
@@ -28,6 +29,7 @@ import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { events } from '../core/events.ts';
 import { patchSmtpEvents } from './smtp-events.ts';
+import { patchProxy } from './smtp-proxy.ts';
 import { feedDataStream } from './smtp-stream.ts';
 import { PatchError, checkVersion, installed, originalMethod } from './verify.ts';
 
@@ -47,8 +49,13 @@ const ORIGINAL = {
     send: 'c33568c0111a58b2',
     _getEnhancedStatusCode: 'c0488b13c4262983', // send's context false = no enhanced code
     _onCommand: '41c8a1b7a32aa314',
+    _setListeners: 'cf07ab6f47db09ac', // pipes the socket to the parser at once (smtp-proxy.ts peeks after it)
   },
-  server: { _handleProxy: 'b52456c48b0458fe', _expectsProxyHeader: 'b900129fbb5a986c' },
+  server: {
+    _handleProxy: 'b52456c48b0458fe', _expectsProxyHeader: 'b900129fbb5a986c',
+    // smtp-proxy.ts: the guard before a session, and connect() creating it synchronously
+    _acceptSocket: 'f4c69396f94c5c50', connect: '9818ea13a1c36459',
+  },
   stream: { _feedDataStream: '9d8b903f9a3a6354' },
 } as const;
 
@@ -96,6 +103,9 @@ export function patchSmtpServer(target: SmtpServerModule): void {
   original('SMTPConnection', conn, '_getEnhancedStatusCode', ORIGINAL.connection._getEnhancedStatusCode);
   original('SMTPServer', server, '_expectsProxyHeader', ORIGINAL.server._expectsProxyHeader);
   original('SMTPStream', stream, '_feedDataStream', ORIGINAL.stream._feedDataStream);
+  original('SMTPConnection', conn, '_setListeners', ORIGINAL.connection._setListeners);
+  original('SMTPServer', server, '_acceptSocket', ORIGINAL.server._acceptSocket);
+  original('SMTPServer', server, 'connect', ORIGINAL.server.connect);
   if (marked.smtpReceivePatch !== undefined) {
     throw new PatchError('smtp-server', `it already carries another patch marker (smtpReceivePatch = ${String(marked.smtpReceivePatch)})`);
   }
@@ -164,6 +174,7 @@ export function patchSmtpServer(target: SmtpServerModule): void {
 
   stream._feedDataStream = feedDataStream;
   patchSmtpEvents(conn); // replies as events (./smtp-events.ts)
+  patchProxy(server, conn, nextConnectionId);
   marked.smtpReceivePatch = SMTP_SERVER_PATCH;
 }
 
