@@ -62,10 +62,20 @@ Options:
                            this long for it (default 10000); another serve on it is refused at once
   --control-group NAME     let this group (name or gid) use the control socket QUEUE/control.sock
                            too (mode 0660; default: only this user, 0600)
+  --log-format FORMAT      the log on stderr: text (TIME LEVEL TEXT, the default) or json (one
+                           object a line: level, time, event, id … and msg, the text)
+  --log-level LEVEL        least severe level logged: debug, info, warn or error
+                           (default: SMTP_RECEIVE_LOG, else info)
+  --syslog TARGET          also send every log line to syslog (RFC 5424): HOST:PORT over UDP, or the
+                           path of a Unix datagram socket; a receiver whose doSyslog() is true sends
+                           to /dev/log without it
+  --syslog-facility NAME   syslog facility: mail (default), daemon, user, local0 … local7
   -h, --help               show this help
 
 Environment:
-  SMTP_RECEIVE_LOG         log level: debug, info (default), warn or error; the log goes to stderr
+  SMTP_RECEIVE_LOG         log level: debug, info (default), warn or error (--log-level overrides it
+                           for serve); the log goes to stderr, one line per session and per message
+                           event (queued, rejected, deferred, delivered, expired)
 `;
 
 const num = wholeNumber;
@@ -92,6 +102,7 @@ export const SERVE_FLAGS = {
   'no-runner': { type: 'boolean' }, 'queue-only': { type: 'boolean' }, 'deliver-timeout': { type: 'string' },
   'retry-min': { type: 'string' }, 'retry-max': { type: 'string' }, 'max-lifetime': { type: 'string' },
   'shutdown-grace': { type: 'string' }, 'lock-wait': { type: 'string' }, 'control-group': { type: 'string' },
+  'log-format': { type: 'string' }, 'log-level': { type: 'string' }, syslog: { type: 'string' }, 'syslog-facility': { type: 'string' },
   maildir: { type: 'string' }, webhook: { type: 'string' }, 'webhook-secret': { type: 'string' },
   'webhook-timeout': { type: 'string' }, relay: { type: 'string' }, 'relay-timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -138,6 +149,10 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     shutdownGrace: num('shutdown-grace', v['shutdown-grace']),
     lockWait: num('lock-wait', v['lock-wait']),
     controlGroup: v['control-group'],
+    logFormat: v['log-format'] as ServeOptions['logFormat'],
+    logLevel: v['log-level'] as ServeOptions['logLevel'],
+    syslog: v.syslog,
+    syslogFacility: v['syslog-facility'],
   };
 }
 
@@ -148,6 +163,7 @@ const FLAG: Record<string, string> = {
   predeliverTimeout: 'predeliver-timeout', workerQueue: 'worker-queue', maxClients: 'max-clients',
   deliverTimeout: 'deliver-timeout', retryMin: 'retry-min', retryMax: 'retry-max', maxLifetime: 'max-lifetime',
   shutdownGrace: 'shutdown-grace', lockWait: 'lock-wait', controlGroup: 'control-group',
+  logFormat: 'log-format', logLevel: 'log-level', syslogFacility: 'syslog-facility',
   'maildir.root': 'maildir', 'webhook.url': 'webhook', 'webhook.secret': 'webhook-secret',
   'webhook.timeout': 'webhook-timeout', 'relay.host': 'relay', 'relay.port': 'relay', 'relay.timeout': 'relay-timeout',
 };

@@ -1,7 +1,9 @@
 /** Options of `serve`: one typed object, checked once at start-up with errors that name the option. */
 import { hostname as osHostname } from 'node:os';
 import type { BuiltinReceiver } from '../receivers/index.ts';
+import { envLogLevel, isLogLevel, type LogLevel } from '../core/log.ts';
 import { CommandUsageError } from './command.ts';
+import { FACILITIES, parseSyslogTarget } from './log/syslog-target.ts';
 
 export interface ServeOptions {
   /** Receiver module (default-exports a Receiver subclass). Without one, `builtin` runs. */
@@ -68,10 +70,20 @@ export interface ServeOptions {
   lockWait?: number;
   /** Control socket (`<queue>/control.sock`, mode 0600): also open to this group (name or gid), mode 0660. */
   controlGroup?: string;
+  /** Log lines as `text` (`TIME LEVEL TEXT`) or `json` (one object a line). @default 'text' */
+  logFormat?: 'json' | 'text';
+  /** Least severe level logged: debug, info, warn, error. @default SMTP_RECEIVE_LOG's, else 'info' */
+  logLevel?: LogLevel;
+  /** Where log lines go instead of stderr: an object with `write(line)` (tests, embedding). */
+  logStream?: { write(chunk: string): unknown };
+  /** Also log to syslog (RFC 5424): `HOST:PORT` over UDP, or a Unix datagram socket's path. The receiver's doSyslog() sends to /dev/log. */
+  syslog?: string;
+  /** Syslog facility name (mail, daemon, local0 … local7 …). @default 'mail' */
+  syslogFacility?: string;
 }
 
-export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'>>
-  & Pick<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'>;
+type Optional = 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup' | 'logStream' | 'syslog';
+export type ResolvedOptions = Required<Omit<ServeOptions, Optional>> & Pick<ServeOptions, Optional>;
 
 export class OptionError extends Error {
   constructor(readonly option: string, message: string) {
@@ -96,6 +108,16 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
   const hostname = o.hostname ?? osHostname();
   if (!/^[A-Za-z0-9.-]{1,253}$/.test(hostname)) throw new OptionError('hostname', `${JSON.stringify(hostname)} is not a host name`);
   if (o.receiverPath && o.builtin) throw new OptionError('builtin', 'give a receiver module (receiverPath) or a built-in receiver, not both');
+  if (o.logFormat !== undefined && o.logFormat !== 'json' && o.logFormat !== 'text') {
+    throw new OptionError('logFormat', `must be json or text, got ${JSON.stringify(o.logFormat)}`);
+  }
+  if (o.logLevel !== undefined && !isLogLevel(o.logLevel)) throw new OptionError('logLevel', `must be debug, info, warn or error, got ${JSON.stringify(o.logLevel)}`);
+  if (o.syslog !== undefined && !parseSyslogTarget(o.syslog)) {
+    throw new OptionError('syslog', `expected HOST:PORT (UDP, e.g. 127.0.0.1:514 or [::1]:514) or the path of a Unix datagram socket (/dev/log), got ${JSON.stringify(o.syslog)}`);
+  }
+  if (o.syslogFacility !== undefined && !Object.hasOwn(FACILITIES, o.syslogFacility)) {
+    throw new OptionError('syslogFacility', `must be one of ${Object.keys(FACILITIES).join(', ')}, got ${JSON.stringify(o.syslogFacility)}`);
+  }
   return {
     receiverPath: o.receiverPath,
     builtin: o.receiverPath ? undefined : o.builtin ?? { kind: 'maildir' },
@@ -127,6 +149,11 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     shutdownGrace: int('shutdownGrace', o.shutdownGrace ?? 10_000, 0),
     lockWait: int('lockWait', o.lockWait ?? 10_000, 0),
     controlGroup: o.controlGroup,
+    logFormat: o.logFormat ?? 'text',
+    logLevel: o.logLevel ?? envLogLevel(),
+    logStream: o.logStream,
+    syslog: o.syslog,
+    syslogFacility: o.syslogFacility ?? 'mail',
   };
 }
 
