@@ -43,12 +43,10 @@ export async function startLogging(o: LoggingOptions): Promise<Logging> {
     shared.users++;
     return shared.logging;
   }
-  const stderr = o.stream ? undefined : pino.destination({ fd: 2, sync: false });
-  const out: LineSink = o.stream ?? stderr!;
-  const first = o.format === 'text' ? new TextStream(out) : out;
+  let out: LineSink | undefined = o.stream;
   // syslog trouble goes straight to the stderr stream (the log would send it to syslog too)
   const trouble = (text: string): void => {
-    out.write(o.format === 'text' ? `${new Date().toISOString()} warn ${text}\n`
+    out?.write(o.format === 'text' ? `${new Date().toISOString()} warn ${text}\n`
       : `${JSON.stringify({ level: 'warn', time: new Date().toISOString(), event: 'syslog', msg: text })}\n`);
   };
   let target = o.syslog;
@@ -58,6 +56,9 @@ export async function startLogging(o: LoggingOptions): Promise<Logging> {
     if (!target) note = `doSyslog() is true, but ${DEV_LOG} does not exist (no local syslog daemon): logging to stderr only; send to a syslog daemon over UDP with --syslog HOST:PORT`;
   }
   const syslog = target ? await SyslogStream.open(target, { facility: o.facility, onTrouble: trouble }) : undefined;
+  const stderr = o.stream ? undefined : pino.destination({ fd: 2, sync: false });
+  out ??= stderr!;
+  const first = o.format === 'text' ? new TextStream(out) : out;
   const destination: DestinationStream = syslog
     ? pino.multistream([{ level: 'debug', stream: first as DestinationStream }, { level: 'debug', stream: syslog }])
     : first as DestinationStream;
