@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { getLogLevel, log, setLogLevel, setLogSink, type LogLevel } from '../../core/log.ts';
 import { subscribeEventLines } from './event-lines.ts';
-import { SyslogStream } from './syslog.ts';
+import type { SyslogStream } from './syslog.ts';
 import { DEV_LOG, describeSyslogTarget, type SyslogTarget } from './syslog-target.ts';
 import { TextStream, type LineSink } from './text.ts';
 
@@ -55,7 +55,11 @@ export async function startLogging(o: LoggingOptions): Promise<Logging> {
     target = existsSync(DEV_LOG) ? { kind: 'unix', path: DEV_LOG } : undefined;
     if (!target) note = `doSyslog() is true, but ${DEV_LOG} does not exist (no local syslog daemon): logging to stderr only; send to a syslog daemon over UDP with --syslog HOST:PORT`;
   }
-  const syslog = target ? await SyslogStream.open(target, { facility: o.facility, onTrouble: trouble }) : undefined;
+  let syslog: SyslogStream | undefined;
+  if (target) {
+    const { SyslogStream: Syslog } = await import('./syslog.ts');
+    syslog = await Syslog.open(target, { facility: o.facility, onTrouble: trouble });
+  }
   const stderr = o.stream ? undefined : pino.destination({ fd: 2, sync: false });
   out ??= stderr!;
   const first = o.format === 'text' ? new TextStream(out) : out;
