@@ -5,6 +5,8 @@
  * not serve's Maildir default: a test sink that keeps every accepted message
  * queued for the test to read, and writes nothing outside its temporary queue.
  * The metrics listener is off unless `metrics` asks for one (e.g. '127.0.0.1:0').
+ * Its log is quiet (warnings and errors) unless `logLevel` or SMTP_RECEIVE_LOG
+ * asks for more.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -24,7 +26,8 @@ export async function startTestServer(options: ServeOptions & { keepQueue?: bool
   let server: RunningServer;
   try {
     server = await startServer({
-      host: '127.0.0.1', port: 0, reverseDns: false, hostname: 'test.invalid', workers: 1, metrics: false, ...rest, builtin, queueDir,
+      host: '127.0.0.1', port: 0, reverseDns: false, hostname: 'test.invalid', workers: 1, metrics: false,
+      logLevel: process.env.SMTP_RECEIVE_LOG ? undefined : 'warn', ...rest, builtin, queueDir,
     });
   } catch (err) {
     // a start-up that fails (a bad receiver module, a busy port) leaves no temporary queue behind

@@ -1,31 +1,61 @@
 /**
- * The log: one line per event on stderr (or a sink the daemon installs, e.g. syslog).
+ * The log: one line per event. Without a sink installed, a plain line on
+ * stderr (`TIME LEVEL TEXT`; the queue commands keep that). `serve` installs
+ * its structured logger (src/main/log/: pino, text or JSON, syslog) as the
+ * sink; a worker thread installs one that hands its lines to the main thread.
  * Internals (stacks, hook errors) go here, never to SMTP clients.
  */
 import { format } from 'node:util';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-export type LogSink = (level: LogLevel, line: string) => void;
 
+/** A structured line's data: `event` names what happened (queued, rejected, delivered …), `id` the message. */
+export interface LogFields {
+  event?: string;
+  id?: string;
+  [field: string]: unknown;
+}
+
+/** Where lines go: the level, the text as a person reads it, and for a structured line its fields. */
+export type LogSink = (level: LogLevel, line: string, fields?: LogFields) => void;
+
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
-let sink: LogSink = (level, line) => {
+export const isLogLevel = (v: unknown): v is LogLevel => typeof v === 'string' && v in RANK;
+
+/** The level SMTP_RECEIVE_LOG asks for (info when unset or unknown). */
+export function envLogLevel(): LogLevel {
+  const v = process.env.SMTP_RECEIVE_LOG;
+  return isLogLevel(v) ? v : 'info';
+}
+
+/** The plain line on stderr. */
+export const stderrSink: LogSink = (level, line) => {
   process.stderr.write(`${new Date().toISOString()} ${level} ${line}\n`);
 };
-let threshold = RANK[(process.env.SMTP_RECEIVE_LOG as LogLevel) in RANK ? (process.env.SMTP_RECEIVE_LOG as LogLevel) : 'info'];
 
-/** Replaces where log lines go (the daemon's syslog option, tests). */
-export function setLogSink(next: LogSink): void {
-  sink = next;
+let sink: LogSink = stderrSink;
+let level: LogLevel = envLogLevel();
+let threshold = RANK[level];
+
+/** Replaces where log lines go (serve's logger, a worker's hand-over); undefined: back to plain stderr. */
+export function setLogSink(next: LogSink | undefined): void {
+  sink = next ?? stderrSink;
 }
 
-export function setLogLevel(level: LogLevel): void {
-  threshold = RANK[level];
+export function setLogLevel(next: LogLevel): void {
+  level = next;
+  threshold = RANK[next];
 }
 
-function emit(level: LogLevel, args: unknown[]): void {
-  if (RANK[level] < threshold) return;
-  sink(level, format(...args));
+export function getLogLevel(): LogLevel {
+  return level;
+}
+
+function emit(lv: LogLevel, args: unknown[]): void {
+  if (RANK[lv] < threshold) return;
+  sink(lv, format(...args));
 }
 
 export const log = {
@@ -33,5 +63,9 @@ export const log = {
   info: (...args: unknown[]): void => emit('info', args),
   warn: (...args: unknown[]): void => emit('warn', args),
   error: (...args: unknown[]): void => emit('error', args),
-  enabled: (level: LogLevel): boolean => RANK[level] >= threshold,
+  /** A structured line: `fields` for JSON and syslog, `line` as a person reads it (the text format). */
+  event: (lv: LogLevel, fields: LogFields, line: string): void => {
+    if (RANK[lv] >= threshold) sink(lv, line, fields);
+  },
+  enabled: (lv: LogLevel): boolean => RANK[lv] >= threshold,
 };

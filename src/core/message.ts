@@ -1,4 +1,5 @@
 /** The message object hooks receive: the seed's fields plus `log`. */
+import { format } from 'node:util';
 import { log } from './log.ts';
 import type { MessageFields, MessageSnapshot } from './types.ts';
 
@@ -17,7 +18,7 @@ export class Message {
 
   /** The seed's `$message->log($text, $args)`: a printf-style line in the log, tagged with the id. */
   log(text: string, ...args: unknown[]): void {
-    log.info(`${this.id}: ${text}`, ...args);
+    if (log.enabled('info')) log.event('info', { event: 'hook', id: this.id }, `${this.id}: ${format(text, ...args)}`);
   }
 
   /** Plain data: every own field, for storage or a thread boundary. */

@@ -95,7 +95,7 @@ export class Receiver {
     return false;
   }
 
-  /** Log to syslog instead of stderr. */
+  /** Log to syslog (/dev/log, or serve's --syslog target) too, not only to stderr. */
   doSyslog(): boolean {
     return false;
   }

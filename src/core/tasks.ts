@@ -5,6 +5,7 @@
  * tagged result, never with a thrown error.
  */
 import type { BuiltinReceiver } from '../receivers/index.ts';
+import type { LogLevel } from './log.ts';
 import type { ReplyData } from './reply.ts';
 import type { MessageSnapshot } from './types.ts';
 
@@ -18,7 +19,16 @@ export interface WorkerSetup {
   hostname: string;
   /** The owner's queue lock descriptor: workers adopt it to open the queue store (src/core/lock.ts). */
   lockFd: number;
+  /** The main thread's log level (default: SMTP_RECEIVE_LOG's). */
+  logLevel?: LogLevel;
 }
+
+/**
+ * Workers hand their log lines (`message.log`, hook failures) to the main thread's logger on this
+ * BroadcastChannel (a worker cannot publish on the main thread's diagnostics_channel); each is a
+ * `HookLogEvent` (src/core/events.ts).
+ */
+export const WORKER_LOG_CHANNEL = 'smtp-receive:worker-log';
 
 export interface PredeliverTask {
   kind: 'predeliver';

@@ -10,7 +10,7 @@ import { protocolName, traceHeaders } from '../core/headers.ts';
 import { events } from '../core/events.ts';
 import { newId } from '../core/id.ts';
 import { log } from '../core/log.ts';
-import { Replies, SmtpReply, queuedLine } from '../core/reply.ts';
+import { Replies, SmtpReply, queuedLine, toServerError } from '../core/reply.ts';
 import { spoolPath } from '../core/spool.ts';
 import type { QueueRecord } from '../core/store.ts';
 import type { MessageSnapshot } from '../core/types.ts';
@@ -48,14 +48,19 @@ function storageReply(err: unknown, where: string): SmtpReply {
 export function onData(ctx: Context) {
   return (stream: Readable, session: SMTPServerSession, done: Done): void => {
     accept(ctx, stream, session).then(
-      (r) => (typeof r === 'string' ? done(null, r) : done(refuse(r.stage, r.reason, r.reply, session, { id: r.id, to: r.to }))),
+      (r) => (typeof r === 'string' ? done(null, r)
+        : r === GONE ? done(toServerError(Replies.localError)) // nobody left to read it
+          : done(refuse(r.stage, r.reason, r.reply, session, { id: r.id, to: r.to }))),
       (err) => done(refuse('data', 'internal', replyFor(err, 'DATA'), session)),
     );
   };
 }
 
+/** The client disconnected during DATA. */
+const GONE = Symbol('client gone');
+
 /** Resolves to the 250 text when the message is queued, or the refusal. */
-async function accept(ctx: Context, stream: Readable, session: SMTPServerSession): Promise<Refusal | string> {
+async function accept(ctx: Context, stream: Readable, session: SMTPServerSession): Promise<Refusal | string | typeof GONE> {
   const client = clients.get(session)!;
   const to = [...new Set(transactions.get(session.envelope)?.to ?? [])];
   const id = newId();
@@ -77,6 +82,12 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
     header, inlineMax: ctx.opts.inlineMax, maxSize: ctx.maxDataLength, spoolFile: textFile,
   });
   if (data.kind === 'too-big') return refusal(Replies.messageTooBig, 'data', 'too-big', id, to);
+  if (data.kind === 'aborted') {
+    // routine traffic: an info line, no stack
+    log.event('info', { event: 'aborted', id, peer: client.remoteAddress, received: data.received, session: session.id },
+      `${id}: client [${client.remoteAddress}] disconnected during DATA after ${data.received} bytes; nothing kept session=${session.id}`);
+    return GONE;
+  }
   if (data.kind === 'failed') return refusal(storageReply(data.error, `DATA ${id}`), 'data', 'storage', id, to);
 
   const mailFrom = session.envelope.mailFrom;
@@ -133,6 +144,5 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
       eodMs: eod ? performance.now() - eod : 0,
     });
   }
-  if (log.enabled('debug')) log.debug('%s: queued from=<%s> to=%d size=%d client=%s', id, message.from, to.length, data.size, client.remoteAddress);
   return queuedLine(id);
 }

@@ -76,6 +76,14 @@ Options:
                            send-proxy-v2): the session sees the client's address; a header
                            from any other address is refused (see docs/scale-out.md)
   --proxy-timeout MS       time for a --proxy-from balancer's header to arrive (default 5000)
+  --log-format FORMAT      the log on stderr: text (TIME LEVEL TEXT, the default) or json (one
+                           object a line: level, time, event, id … and msg, the text)
+  --log-level LEVEL        least severe level logged: debug, info, warn or error
+                           (default: SMTP_RECEIVE_LOG, else info)
+  --syslog TARGET          also send every log line to syslog (RFC 5424): HOST:PORT over UDP, or the
+                           path of a Unix datagram socket; a receiver whose doSyslog() is true sends
+                           to /dev/log without it
+  --syslog-facility NAME   syslog facility: mail (default), daemon, user, local0 … local7
   -h, --help               show this help
 
 Signals:
@@ -84,7 +92,9 @@ Signals:
                            file that cannot be read or does not fit keeps the old ones (logged)
 
 Environment:
-  SMTP_RECEIVE_LOG         log level: debug, info (default), warn or error; the log goes to stderr
+  SMTP_RECEIVE_LOG         log level: debug, info (default), warn or error (--log-level overrides it
+                           for serve); the log goes to stderr, one line per session and per message
+                           event (queued, rejected, deferred, delivered, expired)
 `;
 
 const num = wholeNumber;
@@ -111,6 +121,7 @@ export const SERVE_FLAGS = {
   'no-runner': { type: 'boolean' }, 'queue-only': { type: 'boolean' }, 'deliver-timeout': { type: 'string' },
   'retry-min': { type: 'string' }, 'retry-max': { type: 'string' }, 'max-lifetime': { type: 'string' },
   'shutdown-grace': { type: 'string' }, 'lock-wait': { type: 'string' }, 'control-group': { type: 'string' },
+  'log-format': { type: 'string' }, 'log-level': { type: 'string' }, syslog: { type: 'string' }, 'syslog-facility': { type: 'string' },
   maildir: { type: 'string' }, webhook: { type: 'string' }, 'webhook-secret': { type: 'string' },
   'webhook-timeout': { type: 'string' }, relay: { type: 'string' }, 'relay-timeout': { type: 'string' },
   'tls-key': { type: 'string' }, 'tls-cert': { type: 'string' }, 'listen-tls': { type: 'string' },
@@ -171,6 +182,10 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     metrics: v.metrics,
     proxyFrom: v['proxy-from']?.flatMap((list) => list.split(',')).filter((e) => e.trim() !== ''),
     proxyTimeout: num('proxy-timeout', v['proxy-timeout']),
+    logFormat: v['log-format'] as ServeOptions['logFormat'],
+    logLevel: v['log-level'] as ServeOptions['logLevel'],
+    syslog: v.syslog,
+    syslogFacility: v['syslog-facility'],
   };
 }
 
@@ -183,6 +198,7 @@ const FLAG: Record<string, string> = {
   shutdownGrace: 'shutdown-grace', lockWait: 'lock-wait', controlGroup: 'control-group',
   tlsKey: 'tls-key', tlsCert: 'tls-cert', tlsHost: 'listen-tls', tlsPort: 'listen-tls', requireTls: 'require-tls',
   proxyFrom: 'proxy-from', proxyTimeout: 'proxy-timeout',
+  logFormat: 'log-format', logLevel: 'log-level', syslogFacility: 'syslog-facility',
   'maildir.root': 'maildir', 'webhook.url': 'webhook', 'webhook.secret': 'webhook-secret',
   'webhook.timeout': 'webhook-timeout', 'relay.host': 'relay', 'relay.port': 'relay', 'relay.timeout': 'relay-timeout',
 };

@@ -28,6 +28,8 @@ export type SinkResult =
   | { kind: 'inline'; body: Buffer; size: number }
   | { kind: 'file'; size: number }
   | { kind: 'too-big'; received: number }
+  /** The client went away before the end of the message (routine traffic, not a failure of ours). */
+  | { kind: 'aborted'; received: number }
   | { kind: 'failed'; error: Error };
 
 /** The descriptor of an open WriteStream (public, but missing from @types/node 20). */
@@ -115,13 +117,15 @@ export function receiveData(stream: Readable, o: SinkOptions): Promise<SinkResul
     stream.on('data', add);
     stream.on('error', (err: Error) => {
       fail(err);
-      finishAfterDiscard({ kind: 'failed', error: err });
+      // smtp-server's "Connection closed before the message was received in full"
+      const gone = (err as NodeJS.ErrnoException).code === 'ECONNECTION';
+      finishAfterDiscard(gone ? { kind: 'aborted', received } : { kind: 'failed', error: err });
     });
     stream.on('close', () => {
       // destroyed without 'end' (client gone mid-DATA, no error given): nothing is kept
       if (!stream.readableEnded) {
         fail(new Error('data stream closed before the end of the message'));
-        finishAfterDiscard({ kind: 'failed', error: failure! });
+        finishAfterDiscard({ kind: 'aborted', received });
       }
     });
     stream.on('end', () => {

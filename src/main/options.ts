@@ -1,10 +1,12 @@
 /** Options of `serve`: one typed object, checked once at start-up with errors that name the option. */
 import { hostname as osHostname } from 'node:os';
 import type { BuiltinReceiver } from '../receivers/index.ts';
+import { envLogLevel, isLogLevel, type LogLevel } from '../core/log.ts';
 import { CommandUsageError } from './command.ts';
 import { resolveTls, type ResolvedTls, type TlsServeOptions } from './tls-options.ts';
 import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, type MetricsAddress } from './metrics/address.ts';
 import { checkProxyFrom } from './proxy-from.ts';
+import { FACILITIES, parseSyslogTarget } from './log/syslog-target.ts';
 
 /** (TLS and AUTH: see TlsServeOptions, ./tls-options.ts.) */
 export interface ServeOptions extends TlsServeOptions {
@@ -85,11 +87,21 @@ export interface ServeOptions extends TlsServeOptions {
   proxyFrom?: string[];
   /** Time for a --proxy-from balancer's PROXY header to arrive, ms. @default 5000 */
   proxyTimeout?: number;
+  /** Log lines as `text` (`TIME LEVEL TEXT`) or `json` (one object a line). @default 'text' */
+  logFormat?: 'json' | 'text';
+  /** Least severe level logged: debug, info, warn, error. @default SMTP_RECEIVE_LOG's, else 'info' */
+  logLevel?: LogLevel;
+  /** Where log lines go instead of stderr: an object with `write(line)` (tests, embedding). */
+  logStream?: { write(chunk: string): unknown };
+  /** Also log to syslog (RFC 5424): `HOST:PORT` over UDP, or a Unix datagram socket's path. The receiver's doSyslog() sends to /dev/log. */
+  syslog?: string;
+  /** Syslog facility name (mail, daemon, local0 … local7 …). @default 'mail' */
+  syslogFacility?: string;
 }
 
-export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup' | 'metrics' | keyof TlsServeOptions>>
-  & Pick<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'>
-  & { metrics: MetricsAddress | false } & ResolvedTls;
+type Optional = 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup' | 'logStream' | 'syslog';
+export type ResolvedOptions = Required<Omit<ServeOptions, Optional | 'metrics' | keyof TlsServeOptions>>
+  & Pick<ServeOptions, Optional> & { metrics: MetricsAddress | false } & ResolvedTls;
 
 export class OptionError extends Error {
   constructor(readonly option: string, message: string) {
@@ -114,6 +126,16 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
   const hostname = o.hostname ?? osHostname();
   if (!/^[A-Za-z0-9.-]{1,253}$/.test(hostname)) throw new OptionError('hostname', `${JSON.stringify(hostname)} is not a host name`);
   if (o.receiverPath && o.builtin) throw new OptionError('builtin', 'give a receiver module (receiverPath) or a built-in receiver, not both');
+  if (o.logFormat !== undefined && o.logFormat !== 'json' && o.logFormat !== 'text') {
+    throw new OptionError('logFormat', `must be json or text, got ${JSON.stringify(o.logFormat)}`);
+  }
+  if (o.logLevel !== undefined && !isLogLevel(o.logLevel)) throw new OptionError('logLevel', `must be debug, info, warn or error, got ${JSON.stringify(o.logLevel)}`);
+  if (o.syslog !== undefined && !parseSyslogTarget(o.syslog)) {
+    throw new OptionError('syslog', `expected HOST:PORT (UDP, e.g. 127.0.0.1:514 or [::1]:514) or the path of a Unix datagram socket (/dev/log), got ${JSON.stringify(o.syslog)}`);
+  }
+  if (o.syslogFacility !== undefined && !Object.hasOwn(FACILITIES, o.syslogFacility)) {
+    throw new OptionError('syslogFacility', `must be one of ${Object.keys(FACILITIES).join(', ')}, got ${JSON.stringify(o.syslogFacility)}`);
+  }
   return {
     receiverPath: o.receiverPath,
     builtin: o.receiverPath ? undefined : o.builtin ?? { kind: 'maildir' },
@@ -149,6 +171,11 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     metrics: metricsAddress(o.metrics),
     proxyFrom: proxyFrom(o.proxyFrom ?? []),
     proxyTimeout: int('proxyTimeout', o.proxyTimeout ?? 5000, 1, 300_000),
+    logFormat: o.logFormat ?? 'text',
+    logLevel: o.logLevel ?? envLogLevel(),
+    logStream: o.logStream,
+    syslog: o.syslog,
+    syslogFacility: o.syslogFacility ?? 'mail',
   };
 }
 

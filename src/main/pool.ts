@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { PoolFailure, ResultOf, Task, WorkerSetup } from '../core/tasks.ts';
+import { receiveWorkerLogs } from './log/worker-lines.ts';
 
 export interface PoolOptions {
   /** Worker threads, fixed (minThreads = maxThreads). @default os.availableParallelism() */
@@ -55,6 +56,7 @@ export class WorkerPool {
 
   constructor(setup: WorkerSetup, options: PoolOptions = {}) {
     this.size = options.size ?? availableParallelism();
+    receiveWorkerLogs();
     this.pool = new Piscina<Task, unknown>({
       filename: WORKER,
       minThreads: this.size,

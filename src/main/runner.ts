@@ -254,7 +254,6 @@ export class QueueRunner {
         this.totals.delivered++;
         publish?.('delivered', result.failed ? { failed: result.failed } : undefined);
         // recipients failed for good count as done (the worker decided); their failed() hook has run
-        log.debug('%s: delivered%s', id, result.failed ? `; failed for good: ${result.failed.join(', ')}` : '');
         return;
       }
       // cut short by our own shutdown: not an attempt to count; releaseLeases makes it due again

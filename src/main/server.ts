@@ -11,6 +11,7 @@ import { DirSyncer, ensureSpool, removeOrphans, spoolDir } from '../core/spool.t
 import { QueueLock, describeOwner } from '../core/lock.ts';
 import { QueueStore } from '../core/store.ts';
 import { onData } from './accept.ts';
+import { startServerLogging } from './log/serve-logging.ts';
 import { checkControlSocketPath, startControl, type ControlServer } from './control-server.ts';
 import type { Context } from './context.ts';
 import { reverseResolver } from './lookup.ts';
@@ -79,14 +80,15 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   const queueDir = resolve(opts.queueDir ?? receiver.queueDirectory());
   receiver.config = { ...receiver.config, queueDir };
   checkControlSocketPath(queueDir);
+  const logging = await startServerLogging(opts, receiver);
 
   await ensureSpool(queueDir);
   // one owner per queue: a daemon already on it refuses us at once; a queue command is waited for
   const lock = await QueueLock.acquire(queueDir, 'serve', {
     waitMs: opts.lockWait, refuseAt: ['serve'],
     onWait: (owner) => log.info('queue %s is in use by %s; waiting up to %d ms (--lock-wait)', queueDir, describeOwner(owner), opts.lockWait),
-  });
-  const undo: Array<() => Promise<void> | void> = [() => lock.release()];
+  }).catch(async (err: unknown) => { await logging.close(); throw err; });
+  const undo: Array<() => Promise<void> | void> = [() => logging.close(), () => lock.release()];
   const unwind = async (): Promise<void> => {
     for (const f of undo.reverse()) await f();
   };
@@ -103,11 +105,10 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     if (recovered.length) log.info('start-up: %d message(s) leased by a previous owner are due again now', recovered.length);
     const removed = await removeOrphans(queueDir, (id) => opened.has(id));
     if (removed) log.info('start-up: removed %d spool file(s) left without a record', removed);
-    if (receiver.doSyslog()) log.warn('doSyslog() is true, but syslog output is not implemented yet: logging to stderr');
     await receiver.prestart(receiver.config).catch((err: unknown) => { throw named(err); });
 
     pool = new WorkerPool(
-      { receiverPath, builtin, queueDir, domains: opts.domains, hostname: opts.hostname, lockFd: lock.fd },
+      { receiverPath, builtin, queueDir, domains: opts.domains, hostname: opts.hostname, lockFd: lock.fd, logLevel: opts.logLevel },
       { size: opts.workers, maxQueue: opts.workerQueue },
     );
     const started = pool;
@@ -242,6 +243,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
         await store.close();
         await monitoring?.close();
         lock.release();
+        await logging.close();
       })();
       return closing;
     },

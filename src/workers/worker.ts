@@ -2,17 +2,28 @@
  * Piscina worker: loads the user's receiver module once, then runs hooks for
  * tasks from the main thread. Results are tagged plain data.
  */
-import { workerData } from 'node:worker_threads';
+import { BroadcastChannel, workerData } from 'node:worker_threads';
 import { StoredBody } from '../core/body.ts';
+import type { HookLogEvent } from '../core/events.ts';
 import { createReceiver } from '../core/load.ts';
+import { setLogLevel, setLogSink } from '../core/log.ts';
 import { Message } from '../core/message.ts';
 import { toReply } from '../core/reply.ts';
 import { QueueLock } from '../core/lock.ts';
 import { QueueStore } from '../core/store.ts';
-import type { PredeliverResult, PredeliverTask, ResultOf, Task, WorkerSetup } from '../core/tasks.ts';
+import { WORKER_LOG_CHANNEL, type PredeliverResult, type PredeliverTask, type ResultOf, type Task, type WorkerSetup } from '../core/tasks.ts';
 import { deliverOnce } from './deliver.ts';
 
 const setup = workerData as WorkerSetup;
+// log lines go to the main thread's logger (src/main/log/worker-lines.ts), tagged with the message id
+if (setup.logLevel) setLogLevel(setup.logLevel);
+const toMain = new BroadcastChannel(WORKER_LOG_CHANNEL);
+toMain.unref();
+setLogSink((level, text, fields) => {
+  const line: HookLogEvent = { level, text };
+  if (fields?.id) line.id = fields.id;
+  toMain.postMessage(line);
+});
 const receiver = await createReceiver(setup.receiverPath, {
   domains: setup.domains, queueDir: setup.queueDir, hostname: setup.hostname,
 }, setup.builtin);
