@@ -183,7 +183,8 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
   if (name === 'smtp-receive') {
     // no receiver chosen (--receive-only): --no-runner, so messages stay queued (serve's default Maildir receiver would deliver into ./mail)
     const chosen = !!o.receiver || (o.serveArgs ?? []).some((a) => /^--(receiver|maildir|webhook|relay)\b/.test(a));
-    const args = ['--listen', `127.0.0.1:${port}`, '--queue', join(dir, 'queue'), '--no-reverse-dns',
+    // every bench session comes from 127.0.0.1: no per-address limit beyond the overall one
+    const args = ['--listen', `127.0.0.1:${port}`, '--queue', join(dir, 'queue'), '--no-reverse-dns', '--max-clients-per-ip', '0',
       '--hostname', 'bench.invalid', ...(o.receiver ? ['--receiver', o.receiver] : []), ...(chosen ? [] : ['--no-runner']), ...(o.serveArgs ?? [])];
     // a receiver module in TypeScript needs tsx in the built CLI too (workers inherit the flag)
     const tsx = !o.built || o.receiver?.endsWith('.ts') ? ['--import', 'tsx'] : [];

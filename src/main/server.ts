@@ -13,6 +13,7 @@ import { QueueStore } from '../core/store.ts';
 import { onData } from './accept.ts';
 import { checkControlSocketPath, startControl, type ControlServer } from './control-server.ts';
 import type { Context } from './context.ts';
+import { limitOptions } from './limits.ts';
 import { reverseResolver } from './lookup.ts';
 import { OptionError, resolveOptions, type ResolvedOptions, type ServeOptions } from './options.ts';
 import { ReceiverOptionError } from '../receivers/options.ts';
@@ -125,8 +126,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   const ctx: Context = {
     receiver, opts, queueDir, store, pool, runner,
     spoolSync: new DirSyncer(spoolDir(queueDir)),
-    maxRecipients: receiver.maxRecipients(),
-    maxDataLength: receiver.maxDataLength(),
+    maxRecipients: opts.maxRecipients || receiver.maxRecipients(),
+    maxDataLength: opts.maxSize || receiver.maxDataLength(),
     addEnvelope: receiver.addEnvelope(),
     hooks: {
       checkAccess: overrides(receiver, 'checkAccess'),
@@ -136,7 +137,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     },
   };
 
-  const smtpOptions: SMTPServerOptions & { earlyTalkerDelay: number } = {
+  const smtpOptions: SMTPServerOptions & { earlyTalkerDelay: number } & ReturnType<typeof limitOptions> = {
     name: opts.hostname,
     banner: 'smtp-receive',
     logger: false,
@@ -155,6 +156,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     onRcptTo: onRcptTo(ctx),
     onData: onData(ctx),
     onClose,
+    ...limitOptions(opts),
   };
   const smtp = new SMTPServer(smtpOptions);
   // a failed listen is reported once, by the error below, not also by the logging handler

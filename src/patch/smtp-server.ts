@@ -18,6 +18,7 @@
  * - Connection ids from a counter behind a random per-process prefix instead of
  *   10 random bytes and a BigInt per connection.
  * - The end of DATA found with indexOf instead of a byte-by-byte loop (./smtp-stream.ts).
+ * - Strict MAIL/RCPT syntax (./smtp-syntax.ts) and per-session and per-client limits (./smtp-limits.ts).
  * - The marker `SMTPServer.smtpReceivePatch` (= SMTP_SERVER_PATCH), which
  *   startServer() checks.
  */
@@ -26,6 +27,8 @@ import { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { feedDataStream } from './smtp-stream.ts';
+import { patchLimits } from './smtp-limits.ts';
+import { patchSyntax } from './smtp-syntax.ts';
 import { PatchError, checkVersion, installed, originalMethod } from './verify.ts';
 
 /** The only smtp-server version these patches fit (package.json pins it). */
@@ -44,9 +47,17 @@ const ORIGINAL = {
     send: 'c33568c0111a58b2',
     _getEnhancedStatusCode: 'c0488b13c4262983', // send's context false = no enhanced code
     _onCommand: '41c8a1b7a32aa314',
+    // relied on by ./smtp-syntax.ts and ./smtp-limits.ts
+    _parseAddressCommand: '9f368803e4fdff15',
+    handler_MAIL: 'a40618dd2e16f0fa',
+    handler_RCPT: 'ef2acd7214eaa466',
+    handler_DATA: '9eceecf35f56cecd',
+    _createParser: '15ca8c360137e06a',
+    _onTimeout: 'f21be62dd64b1dec',
+    _isSupported: 'dbbb9a8918cf7201',
   },
   server: { _handleProxy: 'b52456c48b0458fe', _expectsProxyHeader: 'b900129fbb5a986c' },
-  stream: { _feedDataStream: '9d8b903f9a3a6354' },
+  stream: { _feedDataStream: '9d8b903f9a3a6354', _commandTooLong: '220e7cdf6e6dda23' },
 } as const;
 
 // a reply text that carries its own enhanced status code
@@ -93,6 +104,19 @@ export function patchSmtpServer(target: SmtpServerModule): void {
   original('SMTPConnection', conn, '_getEnhancedStatusCode', ORIGINAL.connection._getEnhancedStatusCode);
   original('SMTPServer', server, '_expectsProxyHeader', ORIGINAL.server._expectsProxyHeader);
   original('SMTPStream', stream, '_feedDataStream', ORIGINAL.stream._feedDataStream);
+  const c = ORIGINAL.connection;
+  const syntax = {
+    parseAddressCommand: original('SMTPConnection', conn, '_parseAddressCommand', c._parseAddressCommand),
+    handlerMail: original('SMTPConnection', conn, 'handler_MAIL', c.handler_MAIL),
+    handlerRcpt: original('SMTPConnection', conn, 'handler_RCPT', c.handler_RCPT),
+  };
+  const limits = {
+    createParser: original('SMTPConnection', conn, '_createParser', c._createParser),
+    handlerData: original('SMTPConnection', conn, 'handler_DATA', c.handler_DATA),
+    onTimeout: original('SMTPConnection', conn, '_onTimeout', c._onTimeout),
+  };
+  original('SMTPConnection', conn, '_isSupported', c._isSupported);
+  original('SMTPStream', stream, '_commandTooLong', ORIGINAL.stream._commandTooLong);
   if (marked.smtpReceivePatch !== undefined) {
     throw new PatchError('smtp-server', `it already carries another patch marker (smtpReceivePatch = ${String(marked.smtpReceivePatch)})`);
   }
@@ -159,6 +183,8 @@ export function patchSmtpServer(target: SmtpServerModule): void {
   };
 
   stream._feedDataStream = feedDataStream;
+  patchSyntax(conn, syntax);
+  patchLimits(conn, limits);
   marked.smtpReceivePatch = SMTP_SERVER_PATCH;
 }
 
