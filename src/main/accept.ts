@@ -10,7 +10,7 @@ import { traceHeaders } from '../core/headers.ts';
 import { events } from '../core/events.ts';
 import { newId } from '../core/id.ts';
 import { log } from '../core/log.ts';
-import { Replies, SmtpReply, queuedLine } from '../core/reply.ts';
+import { Replies, SmtpReply, queuedLine, toServerError } from '../core/reply.ts';
 import { spoolPath } from '../core/spool.ts';
 import type { QueueRecord } from '../core/store.ts';
 import type { MessageSnapshot } from '../core/types.ts';
@@ -28,6 +28,9 @@ interface Refusal {
   id: string;
   to: string[];
 }
+
+/** Not a refusal: the data stream was destroyed before its end (the connection closed). */
+const CLIENT_GONE = 'client-gone';
 
 const refusal = (reply: SmtpReply, stage: Refusal['stage'], reason: string, id: string, to: string[]): Refusal => ({ reply, stage, reason, id, to });
 
@@ -47,7 +50,10 @@ function storageReply(err: unknown, where: string): SmtpReply {
 export function onData(ctx: Context) {
   return (stream: Readable, session: SMTPServerSession, done: Done): void => {
     accept(ctx, stream, session).then(
-      (r) => (typeof r === 'string' ? done(null, r) : done(refuse(r.stage, r.reason, r.reply, session, { id: r.id, to: r.to }))),
+      (r) => (typeof r === 'string' ? done(null, r)
+        // the client went away mid-DATA (or a limit closed the session): no refusal to count, nobody to answer
+        : r.reason === CLIENT_GONE ? done(toServerError(r.reply))
+          : done(refuse(r.stage, r.reason, r.reply, session, { id: r.id, to: r.to }))),
       (err) => done(refuse('data', 'internal', replyFor(err, 'DATA'), session)),
     );
   };
@@ -74,6 +80,10 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
     header, inlineMax: ctx.opts.inlineMax, maxSize: ctx.maxDataLength, spoolFile: textFile,
   });
   if (data.kind === 'too-big') return refusal(Replies.messageTooBig, 'data', 'too-big', id, to);
+  if (data.kind === 'failed' && stream.destroyed && !stream.readableEnded) {
+    log.debug('DATA %s: %s', id, data.error.message);
+    return refusal(Replies.localError, 'data', CLIENT_GONE, id, to);
+  }
   if (data.kind === 'failed') return refusal(storageReply(data.error, `DATA ${id}`), 'data', 'storage', id, to);
 
   const mailFrom = session.envelope.mailFrom;

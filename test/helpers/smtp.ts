@@ -31,10 +31,10 @@ export class RawClient {
     for (const f of w) f();
   }
 
-  /** Connects without reading the greeting. */
-  static connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
+  /** Connects without reading the greeting (from `localAddress`, e.g. 127.0.0.2, when given). */
+  static connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const s = connect({ port, host }, () => resolve(new RawClient(s)));
+      const s = connect({ port, host, localAddress }, () => resolve(new RawClient(s)));
       s.once('error', reject);
     });
   }
