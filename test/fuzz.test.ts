@@ -11,6 +11,8 @@
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { isHeaderSafe } from '../src/core/headers.ts';
 import { startTestServer, type TestServer } from '../src/testing.ts';
 import { RawClient, dotStuffBytes, isQueued, queuedId, type Reply } from './helpers/smtp.ts';
 import { bareLineEnds, storedMessage } from './helpers/queue.ts';
@@ -109,6 +111,37 @@ async function fuzzSession(port: number, rng: Rng, log: string[], out: Outcome):
     c.socket.destroy();
   }
 }
+
+describe(`fuzz: the address parser in process (FUZZ_SEED=${SEED})`, () => {
+  it('random and mutated MAIL/RCPT lines never make it throw; what it accepts is safe in a header', () => {
+    const proto = SMTPConnection.prototype as unknown as { _parseAddressCommand(name: string, command: Buffer): false | { address: string } };
+    const conn = Object.assign(Object.create(proto) as typeof proto, {
+      id: 'fuzz', session: {}, _server: { options: {}, logger: { error() {}, info() {}, debug() {} } },
+    });
+    const rng = mulberry32(SEED);
+    const count = LONG ? SESSIONS * 200 : 20_000;
+    let accepted = 0;
+    for (let i = 0; i < count; i++) {
+      const group = randomGroup(rng, false).filter((l) => /^(MAIL FROM|RCPT TO)/i.test(l.toString('latin1')));
+      for (let line of group) {
+        if (rng() < 0.5) line = mutate(line, rng);
+        const name = /^MAIL/i.test(line.toString('latin1')) ? 'mail from' : 'rcpt to';
+        let parsed: false | { address: string };
+        try {
+          parsed = conn._parseAddressCommand(name, line);
+        } catch (err) {
+          throw new Error(`FUZZ_SEED=${SEED}: ${JSON.stringify(line.toString('latin1'))} threw ${(err as Error).stack}`);
+        }
+        if (!parsed) continue;
+        accepted++;
+        assert.equal(typeof parsed.address, 'string');
+        assert.ok(isHeaderSafe(parsed.address), `FUZZ_SEED=${SEED}: ${JSON.stringify(parsed.address)} from ${JSON.stringify(line.toString('latin1'))}`);
+        assert.ok(parsed.address.length <= 253 || !parsed.address.includes('"'), 'a quoted address within the path limit');
+      }
+    }
+    assert.ok(accepted > 0);
+  });
+});
 
 describe(`fuzz: command parser and DATA path (FUZZ_SEED=${SEED})`, () => {
   let server: TestServer;
