@@ -29,7 +29,7 @@ export interface ResultFile {
 }
 
 const COLORS: Record<string, string> = {
-  'smtp-receive': '#1f77b4', postfix: '#d62728', sink: '#7f7f7f', 'sink-nofsync': '#bcbd22', haraka: '#2ca02c',
+  'smtp-receive': '#1f77b4', 'smtp-receive-metrics': '#17becf', postfix: '#d62728', sink: '#7f7f7f', 'sink-nofsync': '#bcbd22', haraka: '#2ca02c',
 };
 
 /** What each target does with a message (a line of the subtitle for those in the chart). */

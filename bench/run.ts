@@ -120,7 +120,7 @@ function load(step: Step, target: Target, timeoutMs: number, mode: Mode, message
  * the scenario's own receiver, which may never deliver.)
  */
 async function settle(t: Target, mode: Mode, timeoutMs: number): Promise<void> {
-  if (mode !== 'receive-only' || !t.delivers || t.name === 'smtp-receive') return;
+  if (mode !== 'receive-only' || !t.delivers || t.name.startsWith('smtp-receive')) return;
   const left = await t.untilDelivered(timeoutMs, 50);
   if (left) process.stdout.write(`  (${t.name}: ${left} message(s) still queued after ${timeoutMs / 1000} s; going on)\n`);
 }
@@ -148,7 +148,7 @@ function versionOf(name: TargetName, built: boolean): string {
       return 'Haraka ?';
     }
   }
-  if (name !== 'smtp-receive') return `smtp-server ${pkg('node_modules/smtp-server/package.json')} (patched), Node ${process.version}`;
+  if (name !== 'smtp-receive' && name !== 'smtp-receive-metrics') return `smtp-server ${pkg('node_modules/smtp-server/package.json')} (patched), Node ${process.version}`;
   const dirty = run('git', ['--no-optional-locks', 'status', '--porcelain', '--', 'src']) ? ', src modified' : '';
   return `smtp-receive ${pkg('package.json')} (git ${run('git', ['rev-parse', '--short', 'HEAD'])}${dirty}; ${built ? 'built dist/' : 'src/ under tsx'})`;
 }

@@ -4,7 +4,10 @@
  *
  * - `smtp-receive`: `node --import tsx src/main/cli.ts serve …`, or with `built`
  *   `node bin/smtp-receive.js serve …` (dist/ as it is: the bench does not build it);
- *   with no receiver module, `--no-runner` (nothing delivered: receive only).
+ *   with no receiver module, `--no-runner` (nothing delivered: receive only);
+ *   `--metrics off`.
+ * - `smtp-receive-metrics`: the same with `--metrics` on (a free port), its /metrics
+ *   scraped every second while it runs: what metrics cost (`--compare smtp-receive-metrics`).
  * - `postfix`: a private instance (bench/postfix/setup.sh), master in the foreground.
  * - `sink` / `sink-nofsync`: bench/sink.ts, a bare smtp-server writing files.
  * - `haraka`: when installed (bench/haraka/install.sh), an instance by
@@ -51,7 +54,7 @@ export const GUARD = `data:text/javascript,${encodeURIComponent(`
     setTimeout(stop, Number(process.env.BENCH_MAX_SECONDS ?? 1800) * 1000).unref();
   }`)}`;
 
-export const TARGETS = ['smtp-receive', 'postfix', 'sink', 'sink-nofsync', 'haraka'] as const;
+export const TARGETS = ['smtp-receive', 'smtp-receive-metrics', 'postfix', 'sink', 'sink-nofsync', 'haraka'] as const;
 export type TargetName = (typeof TARGETS)[number];
 
 export interface TargetOptions {
@@ -180,12 +183,22 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
   let tree = false;
   let delivers = false;
   let queued = (): Promise<number> => Promise.resolve(0);
-  if (name === 'smtp-receive') {
+  let scraper: NodeJS.Timeout | undefined;
+  if (name === 'smtp-receive' || name === 'smtp-receive-metrics') {
+    const metricsPort = name === 'smtp-receive-metrics' ? await freePort() : undefined;
     // no receiver chosen (--receive-only): --no-runner, so messages stay queued (serve's default Maildir receiver would deliver into ./mail)
     const chosen = !!o.receiver || (o.serveArgs ?? []).some((a) => /^--(receiver|maildir|webhook|relay)\b/.test(a));
     // every bench session comes from 127.0.0.1: no per-address limit beyond the overall one
     const args = ['--listen', `127.0.0.1:${port}`, '--queue', join(dir, 'queue'), '--no-reverse-dns', '--max-clients-per-ip', '0',
-      '--hostname', 'bench.invalid', ...(o.receiver ? ['--receiver', o.receiver] : []), ...(chosen ? [] : ['--no-runner']), ...(o.serveArgs ?? [])];
+      '--hostname', 'bench.invalid', ...(o.receiver ? ['--receiver', o.receiver] : []), ...(chosen ? [] : ['--no-runner']), ...(o.serveArgs ?? []),
+      '--metrics', metricsPort ? `127.0.0.1:${metricsPort}` : 'off'];
+    // like Prometheus, a bit more often than usual: one scrape a second (a failed one is retried the next second)
+    if (metricsPort) {
+      scraper = setInterval(() => {
+        fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text(), () => '').catch(() => '');
+      }, 1000);
+      scraper.unref();
+    }
     // a receiver module in TypeScript needs tsx in the built CLI too (workers inherit the flag)
     const tsx = !o.built || o.receiver?.endsWith('.ts') ? ['--import', 'tsx'] : [];
     const entry = o.built ? [join(ROOT, 'bin', 'smtp-receive.js'), 'serve'] : [join(ROOT, 'src', 'main', 'cli.ts'), 'serve'];
@@ -221,6 +234,7 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
   running.add(child);
   const log = capture(child);
   const stop = async (): Promise<void> => {
+    clearInterval(scraper);
     await stopChild(child);
     running.delete(child);
     await rm(dir, { recursive: true, force: true });

@@ -21,7 +21,7 @@ export { Message } from './core/message.ts';
 export { SmtpReply, Replies, parseReply, toReply, type ReplyData } from './core/reply.ts';
 export type {
   ClientInfo, SessionInfo, MessageFields, MessageSnapshot, MessageBody, MailFromVerdict, RcptVerdict, ReceiverConfig,
-  FailedRecipient,
+  FailedRecipient, AuthCredentials, AuthVerdict, TlsInfo,
 } from './core/types.ts';
 export { failRecipient } from './core/failures.ts';
 // the built-in receivers: light modules (the relay loads nodemailer only when it delivers)

@@ -150,6 +150,34 @@ describe('connections per client address', () => {
   });
 });
 
+describe('connections per client address, behind a balancer (PROXY protocol)', () => {
+  let server: TestServer;
+  before(async () => { server = await startTestServer({ maxClientsPerIp: 1, proxyFrom: ['127.0.0.1'] }); });
+  after(async () => { await server.stop(); });
+
+  /** A session through the "balancer" (this process on 127.0.0.1) for the client at `src`. */
+  async function viaBalancer(src: string): Promise<RawClient> {
+    const c = await RawClient.connect(server.port);
+    c.write(`PROXY TCP4 ${src} 192.0.2.1 40000 25\r\n`);
+    return c;
+  }
+
+  it('counts the client address from the PROXY header, not the balancer\'s', async () => {
+    const ev = listen();
+    const a = await viaBalancer('198.51.100.7');
+    assert.equal((await a.read()).code, 220);
+    const b = await viaBalancer('198.51.100.8');
+    assert.equal((await b.read()).code, 220, 'another client behind the same balancer is served');
+    const again = await viaBalancer('198.51.100.7');
+    assert.match((await again.read()).text, /^421 4\.7\.0 /);
+    assert.ok(await again.closedByServer());
+    await a.quit();
+    await b.quit();
+    ev.stop();
+    assert.deepEqual(ev.refused.map((e) => [e.reason, e.remoteAddress]), [['per-client', '198.51.100.7']]);
+  });
+});
+
 describe('idle time', () => {
   let server: TestServer;
   before(async () => { server = await startTestServer({ socketTimeout: 1000 }); });

@@ -111,7 +111,8 @@ describe('installed as a dependency (npm pack, npm install in a fresh app)', { t
 
   it("npx smtp-receive serve runs the app's receiver: a message sent with nodemailer is delivered byte-exact", async () => {
     await writeFile(join(app, 'my-receiver.js'), RECEIVER);
-    const child = spawn('npx', ['smtp-receive', 'serve', './my-receiver.js', '--listen', '127.0.0.1:0', '--queue', './queue', '--no-reverse-dns'], {
+    const child = spawn('npx', ['smtp-receive', 'serve', './my-receiver.js', '--listen', '127.0.0.1:0', '--queue', './queue', '--no-reverse-dns',
+      '--metrics', '127.0.0.1:0'], {
       cwd: app, env: appEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true,
     });
     daemon = new CliProcess(child);

@@ -41,7 +41,7 @@ async function unpatchedSmtpServer(): Promise<SmtpServerModule> {
 
 const METHODS = {
   SMTPConnection: ['init', 'connectionReady', 'send', '_onCommand'],
-  SMTPServer: ['_handleProxy'],
+  SMTPServer: ['_handleProxy', '_expectsProxyHeader'],
   SMTPStream: ['_feedDataStream'],
 } as const;
 

@@ -34,7 +34,7 @@ describe('smtp-receive serve with no receiver module, in a fresh directory', () 
     // the source CLI run from another directory: tsx by its resolved URL, as `npm start` needs no flags
     const tsx = import.meta.resolve('tsx');
     const p = new CliProcess(spawn(process.execPath, ['--import', tsx, join(REPO_ROOT, 'src/main/cli.ts'), 'serve',
-      '--listen', '127.0.0.1:0', '--no-reverse-dns', '--workers', '1'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] }));
+      '--listen', '127.0.0.1:0', '--no-reverse-dns', '--workers', '1', '--metrics', 'off'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] }));
     try {
       const { port } = await p.ready();
       assert.match(p.stdout, new RegExp(`queue ${join(cwd, 'queue')}`), 'the queue is ./queue');

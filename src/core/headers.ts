@@ -8,8 +8,10 @@ export interface TraceInfo {
   ident: string;
   /** Our name. */
   hostname: string;
-  /** 'SMTP' after HELO, 'ESMTP' after EHLO (RFC 3848), with 'S' for TLS. */
+  /** 'SMTP' after HELO, 'ESMTP' after EHLO, with 'S' for TLS and 'A' for AUTH (RFC 3848): see `protocolName`. */
   protocol: string;
+  /** The TLS session, recorded as Postfix does: `(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)`. */
+  tls?: { protocol: string; cipher: string };
   to: readonly string[];
   /** Add `X-Envelope-To:` headers. */
   envelope: boolean;
@@ -36,9 +38,15 @@ export function isHeaderSafe(address: string): boolean {
   return !/[\x00-\x1f\x7f]/.test(address);
 }
 
+/** The `with` protocol of RFC 3848: SMTP, ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both). */
+export function protocolName(ehlo: boolean, tls: boolean, auth: boolean): string {
+  return `${ehlo ? 'ESMTP' : 'SMTP'}${tls ? 'S' : ''}${auth ? 'A' : ''}`;
+}
+
 export function traceHeaders(t: TraceInfo): Buffer {
   const who = `${t.ident ? `${clean(t.ident)}@` : ''}${t.peerHost ? `${clean(t.peerHost)} ` : ''}[${t.peerAddr}]`;
-  let out = `Received: from ${clean(t.helo)} (${who})\r\n\tby ${t.hostname} (smtp-receive) with ${t.protocol} id ${t.id}`;
+  const using = t.tls ? `\r\n\t(using ${clean(t.tls.protocol)} with cipher ${clean(t.tls.cipher)})` : '';
+  let out = `Received: from ${clean(t.helo)} (${who})${using}\r\n\tby ${t.hostname} (smtp-receive) with ${t.protocol} id ${t.id}`;
   if (t.to.length === 1 && isHeaderSafe(t.to[0]!)) out += `\r\n\tfor <${t.to[0]}>`;
   out += `; ${rfc5322Date(t.time)}\r\n`;
   if (t.envelope) {

@@ -6,7 +6,7 @@
 import type { Message } from './message.ts';
 import { Replies, type SmtpReply } from './reply.ts';
 import type {
-  ClientInfo, MailFromVerdict, MessageBody, RcptVerdict, ReceiverConfig, SessionInfo,
+  AuthCredentials, AuthVerdict, ClientInfo, MailFromVerdict, MessageBody, RcptVerdict, ReceiverConfig, SessionInfo,
 } from './types.ts';
 
 const BRAND = Symbol.for('smtp-receive.Receiver');
@@ -21,6 +21,14 @@ export class Receiver {
 
   /** Main thread, per connection. Throw a reply to refuse (554, or 421 for "try later"). */
   async checkAccess(_client: ClientInfo): Promise<void> {}
+
+  /**
+   * Main thread, SMTP AUTH (PLAIN, LOGIN). Return `true` (or a user name) to accept; anything else
+   * gets 535 5.7.8. Not overridden: AUTH is not offered. Offered only over TLS (see --allow-insecure-auth).
+   */
+  async checkAuth(_credentials: AuthCredentials, _session: SessionInfo): Promise<AuthVerdict> {
+    return false;
+  }
 
   /** Main thread, MAIL FROM. Return/throw a reply to refuse; `address` is '' for `<>`. */
   async checkMailFrom(_address: string, _session: SessionInfo): Promise<MailFromVerdict> {}

@@ -311,6 +311,11 @@ export class QueueStore {
     return (await this.update(id, () => null)) === null;
   }
 
+  /** Is the environment open (not closing or closed)? */
+  get isOpen(): boolean {
+    return (this.root as unknown as { isOperational(): boolean }).isOperational();
+  }
+
   async close(): Promise<void> {
     await this.root.close();
     this.ownLock?.release();

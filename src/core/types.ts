@@ -25,7 +25,35 @@ export interface SessionInfo {
   from?: string;
   /** Recipients accepted so far in this transaction (after redirects). */
   to: readonly string[];
+  /** The user name `checkAuth` accepted (SMTP AUTH), when the client authenticated. */
+  user?: string;
+  /** The TLS session (STARTTLS or the implicit-TLS listener), when there is one. */
+  tls?: TlsInfo;
 }
+
+/** A TLS session's protocol and cipher, as the `Received:` header records them. */
+export interface TlsInfo {
+  /** Negotiated protocol: 'TLSv1.2' or 'TLSv1.3'. */
+  protocol: string;
+  /** Cipher suite (OpenSSL name), e.g. 'TLS_AES_256_GCM_SHA384'. */
+  cipher: string;
+}
+
+/** What an SMTP AUTH client sent (PLAIN or LOGIN), as `checkAuth` sees it. */
+export interface AuthCredentials {
+  method: 'PLAIN' | 'LOGIN';
+  /** The authentication identity (PLAIN's authcid, or its authzid when authcid is empty). */
+  username: string;
+  password: string;
+  /** PLAIN's authorization identity ('' when none). It is not acted on: `session.user` is the username. */
+  authzid: string;
+}
+
+/**
+ * What `checkAuth` returns: `true` accepts the client as `credentials.username`,
+ * a string accepts it under that user name, anything else refuses it (535 5.7.8).
+ */
+export type AuthVerdict = boolean | string | void | undefined;
 
 /** The seed's message fields (PEERADDR → peerAddr, …). */
 export interface MessageFields {

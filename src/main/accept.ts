@@ -6,7 +6,7 @@
 import { unlink } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { SMTPServerSession } from 'smtp-server';
-import { traceHeaders } from '../core/headers.ts';
+import { protocolName, traceHeaders } from '../core/headers.ts';
 import { events } from '../core/events.ts';
 import { newId } from '../core/id.ts';
 import { log } from '../core/log.ts';
@@ -17,6 +17,7 @@ import type { MessageSnapshot } from '../core/types.ts';
 import { clients, refuse, replyFor, sessionStats, transactions, type Context } from './context.ts';
 import { receiveData } from './data-sink.ts';
 import { isPoolFailure } from './pool.ts';
+import { tlsOf } from './tls.ts';
 
 type Done = (err: Error | null, message?: string) => void;
 
@@ -67,9 +68,11 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
   const time = Date.now();
   const textFile = spoolPath(ctx.queueDir, id);
   const helo = session.hostNameAppearsAs || '';
+  const tls = tlsOf(session);
   const header = traceHeaders({
     id, helo, peerAddr: client.remoteAddress, peerHost: client.peerHost, ident: client.ident,
-    hostname: ctx.opts.hostname, protocol: session.openingCommand === 'HELO' ? 'SMTP' : 'ESMTP',
+    hostname: ctx.opts.hostname, tls,
+    protocol: protocolName(session.openingCommand !== 'HELO', tls !== undefined, typeof session.user === 'string'),
     to, envelope: ctx.addEnvelope, time: new Date(time),
   });
   // the end of DATA (the client's final dot), for the end-of-DATA → 250 time

@@ -49,7 +49,7 @@ Options:
   --predeliver-timeout MS  time limit of predeliver (default 30000)
   --workers N              worker threads for hooks (default: number of CPUs)
   --worker-queue N         hook tasks that may wait for a worker; beyond it 451 4.3.2 (default 256)
-  --max-clients N          most concurrent connections (default 1000)
+  --max-clients N          most concurrent connections (default 1000; each listener counts its own)
   --max-clients-per-ip N   most concurrent connections from one client address; one more gets
                            421 4.7.0 (default 50; 0: no limit)
   --max-commands N         most commands in one session, then 421 4.7.0 (default 10000; 0: no limit)
@@ -63,6 +63,13 @@ Options:
                            maxRecipients(), 10000)
   --max-size BYTES         message size, then 552 5.3.4 (default: the receiver's maxDataLength(),
                            20000000)
+  --tls-key FILE           PEM private key for STARTTLS and --listen-tls (with --tls-cert);
+                           both files are read again on SIGHUP, for new sessions
+  --tls-cert FILE          PEM certificate (chain) for that key; TLS 1.2 and 1.3 only
+  --listen-tls HOST:PORT   also listen for implicit TLS (port 465 style; same forms as --listen)
+  --require-tls            refuse MAIL before STARTTLS (530 5.7.0)
+  --allow-insecure-auth    offer AUTH (when the receiver has checkAuth) without TLS too;
+                           by default AUTH is offered only inside TLS
   --no-runner              do not deliver from this process (leave it to runqueue)
   --queue-only             no delivery attempt right after the 250; the runner finds the message
   --deliver-timeout MS     time limit of one deliver (default 300000)
@@ -75,7 +82,19 @@ Options:
                            this long for it (default 10000); another serve on it is refused at once
   --control-group NAME     let this group (name or gid) use the control socket QUEUE/control.sock
                            too (mode 0660; default: only this user, 0600)
+  --metrics HOST:PORT      HTTP listener for /metrics (Prometheus), /healthz and /readyz
+                           (default 127.0.0.1:9525; off: none)
+  --proxy-from CIDR,...    load balancers (addresses or CIDR ranges) that open each connection
+                           with a PROXY protocol header, v1 or v2 (HAProxy send-proxy /
+                           send-proxy-v2): the session sees the client's address; a header
+                           from any other address is refused (see docs/scale-out.md)
+  --proxy-timeout MS       time for a --proxy-from balancer's header to arrive (default 5000)
   -h, --help               show this help
+
+Signals:
+  SIGTERM, SIGINT          stop: finish the sessions and deliveries in flight (--shutdown-grace)
+  SIGHUP                   reload the TLS key and certificate; open sessions stay up, and a
+                           file that cannot be read or does not fit keeps the old ones (logged)
 
 Environment:
   SMTP_RECEIVE_LOG         log level: debug, info (default), warn or error; the log goes to stderr
@@ -84,10 +103,10 @@ Environment:
 const num = wholeNumber;
 
 /** `HOST:PORT`, `[IPv6]:PORT`, `:PORT` (every IPv4 address, as HAProxy's `bind :25`), or a bare `PORT` (127.0.0.1). */
-export function parseListen(v: string): { host: string; port: number } {
+export function parseListen(v: string, flag = '--listen'): { host: string; port: number } {
   const m = /^(?:(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]*)):)?(\d{1,5})$/.exec(v);
   if (!m || Number(m[3]) > 65535) {
-    throw new CommandUsageError(`--listen: expected HOST:PORT, [IPv6]:PORT, :PORT or PORT (e.g. 127.0.0.1:2525, [::1]:2525, :25), got ${JSON.stringify(v)}`);
+    throw new CommandUsageError(`${flag}: expected HOST:PORT, [IPv6]:PORT, :PORT or PORT (e.g. 127.0.0.1:2525, [::1]:2525, :25), got ${JSON.stringify(v)}`);
   }
   const host = m[1] ?? m[2];
   return { host: host === undefined ? '127.0.0.1' : host === '' ? '0.0.0.0' : host, port: Number(m[3]) };
@@ -110,6 +129,10 @@ export const SERVE_FLAGS = {
   'shutdown-grace': { type: 'string' }, 'lock-wait': { type: 'string' }, 'control-group': { type: 'string' },
   maildir: { type: 'string' }, webhook: { type: 'string' }, 'webhook-secret': { type: 'string' },
   'webhook-timeout': { type: 'string' }, relay: { type: 'string' }, 'relay-timeout': { type: 'string' },
+  'tls-key': { type: 'string' }, 'tls-cert': { type: 'string' }, 'listen-tls': { type: 'string' },
+  'require-tls': { type: 'boolean' }, 'allow-insecure-auth': { type: 'boolean' },
+  metrics: { type: 'string' },
+  'proxy-from': { type: 'string', multiple: true }, 'proxy-timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -120,6 +143,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
   if (positionals.length > 1) throw new CommandUsageError(`serve takes one receiver module, got ${positionals.length} arguments`);
   if (positionals.length === 1 && v.receiver) throw new CommandUsageError('give the receiver either as an argument or with --receiver, not both');
   const listen = v.listen ? parseListen(v.listen) : undefined;
+  const listenTls = v['listen-tls'] ? parseListen(v['listen-tls'], '--listen-tls') : undefined;
   const receiverPath = v.receiver ?? positionals[0];
   const builtin = builtinFromFlags({
     maildir: v.maildir, webhook: v.webhook, 'webhook-secret': v['webhook-secret'],
@@ -162,6 +186,15 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     shutdownGrace: num('shutdown-grace', v['shutdown-grace']),
     lockWait: num('lock-wait', v['lock-wait']),
     controlGroup: v['control-group'],
+    tlsKey: v['tls-key'],
+    tlsCert: v['tls-cert'],
+    tlsHost: listenTls?.host,
+    tlsPort: listenTls?.port,
+    requireTls: v['require-tls'],
+    allowInsecureAuth: v['allow-insecure-auth'],
+    metrics: v.metrics,
+    proxyFrom: v['proxy-from']?.flatMap((list) => list.split(',')).filter((e) => e.trim() !== ''),
+    proxyTimeout: num('proxy-timeout', v['proxy-timeout']),
   };
 }
 
@@ -175,6 +208,8 @@ const FLAG: Record<string, string> = {
   maxClientsPerIp: 'max-clients-per-ip', maxCommands: 'max-commands', maxBadCommands: 'max-bad-commands',
   socketTimeout: 'idle-timeout', dataTimeout: 'data-timeout', maxLineLength: 'max-line-length',
   maxRecipients: 'max-recipients', maxSize: 'max-size',
+  tlsKey: 'tls-key', tlsCert: 'tls-cert', tlsHost: 'listen-tls', tlsPort: 'listen-tls', requireTls: 'require-tls',
+  proxyFrom: 'proxy-from', proxyTimeout: 'proxy-timeout',
   'maildir.root': 'maildir', 'webhook.url': 'webhook', 'webhook.secret': 'webhook-secret',
   'webhook.timeout': 'webhook-timeout', 'relay.host': 'relay', 'relay.port': 'relay', 'relay.timeout': 'relay-timeout',
 };
@@ -199,12 +234,24 @@ async function serve(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // SIGHUP reloads the TLS key and certificate (and never ends the daemon, TLS or not)
+  process.on('SIGHUP', () => {
+    if (!server || stopping) return;
+    if (!server.options.tls) return log.info('SIGHUP: no TLS key and certificate to reload (--tls-key, --tls-cert)');
+    server.reloadTls().then(
+      () => log.info('SIGHUP: TLS key and certificate reloaded; new sessions use them'),
+      (err: Error) => log.error('SIGHUP: TLS key and certificate not reloaded, the old ones stay in use: %s',
+        err instanceof OptionError ? `--${FLAG[err.option] ?? err.option}: ${err.message.replace(/^option \S+: /, '')}` : err.message),
+    );
+  });
   server = await startServer(options);
   if (stopping) {
     await server.close();
     return;
   }
-  process.stdout.write(`smtp-receive: listening on ${formatAddress(server.host, server.port)}, queue ${server.queueDir}\n`);
+  const metrics = server.metricsHost === undefined ? '' : `, metrics on http://${formatAddress(server.metricsHost, server.metricsPort!)}/metrics`;
+  process.stdout.write(`smtp-receive: listening on ${formatAddress(server.host, server.port)}, queue ${server.queueDir}${metrics}\n`);
+  if (server.tls) process.stdout.write(`smtp-receive: listening on ${formatAddress(server.tls.host, server.tls.port)} (implicit TLS)\n`);
 }
 
 export async function main(argv: string[]): Promise<number> {

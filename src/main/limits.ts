@@ -17,6 +17,8 @@ export function limitOptions(opts: ResolvedOptions): LimitOptions & { maxCommand
     maxBadCommands: opts.maxBadCommands,
     dataTimeout: opts.dataTimeout,
     maxCommandLength: opts.maxLineLength,
+    // one count per client address over every listener (each gets a shallow copy of these options)
+    clientCounts: new Map(),
     onRefused(session, stage, reason, reply) {
       refuse(stage, reason, reply, session as SMTPServerSession);
     },

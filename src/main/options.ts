@@ -2,8 +2,12 @@
 import { hostname as osHostname } from 'node:os';
 import type { BuiltinReceiver } from '../receivers/index.ts';
 import { CommandUsageError } from './command.ts';
+import { resolveTls, type ResolvedTls, type TlsServeOptions } from './tls-options.ts';
+import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, type MetricsAddress } from './metrics/address.ts';
+import { checkProxyFrom } from './proxy-from.ts';
 
-export interface ServeOptions {
+/** (TLS and AUTH: see TlsServeOptions, ./tls-options.ts.) */
+export interface ServeOptions extends TlsServeOptions {
   /** Receiver module (default-exports a Receiver subclass). Without one, `builtin` runs. */
   receiverPath?: string;
   /**
@@ -82,10 +86,24 @@ export interface ServeOptions {
   lockWait?: number;
   /** Control socket (`<queue>/control.sock`, mode 0600): also open to this group (name or gid), mode 0660. */
   controlGroup?: string;
+  /**
+   * Address of the HTTP listener serving /metrics, /healthz and /readyz (`HOST:PORT`, port 0: any
+   * free port), or false (or 'off') for none. @default '127.0.0.1:9525'
+   */
+  metrics?: string | false;
+  /**
+   * Load balancers that send a PROXY protocol header (v1 or v2), as addresses or CIDR ranges
+   * (docs/scale-out.md). A connection from one must start with the header; from any other
+   * address a header is refused. @default [] (none)
+   */
+  proxyFrom?: string[];
+  /** Time for a --proxy-from balancer's PROXY header to arrive, ms. @default 5000 */
+  proxyTimeout?: number;
 }
 
-export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'>>
-  & Pick<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'>;
+export type ResolvedOptions = Required<Omit<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup' | 'metrics' | keyof TlsServeOptions>>
+  & Pick<ServeOptions, 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup'>
+  & { metrics: MetricsAddress | false } & ResolvedTls;
 
 export class OptionError extends Error {
   constructor(readonly option: string, message: string) {
@@ -149,7 +167,25 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     shutdownGrace: int('shutdownGrace', o.shutdownGrace ?? 10_000, 0),
     lockWait: int('lockWait', o.lockWait ?? 10_000, 0),
     controlGroup: o.controlGroup,
+    ...resolveTls(o),
+    metrics: metricsAddress(o.metrics),
+    proxyFrom: proxyFrom(o.proxyFrom ?? []),
+    proxyTimeout: int('proxyTimeout', o.proxyTimeout ?? 5000, 1, 300_000),
   };
+}
+
+function metricsAddress(v: string | false | undefined): MetricsAddress | false {
+  const a = parseMetricsAddress(v ?? DEFAULT_METRICS_ADDRESS);
+  if (a === undefined) throw new OptionError('metrics', `expected HOST:PORT, [IPv6]:PORT, :PORT, PORT or off (e.g. 127.0.0.1:9525), got ${JSON.stringify(v)}`);
+  return a;
+}
+
+function proxyFrom(entries: string[]): string[] {
+  try {
+    return checkProxyFrom(entries);
+  } catch (err) {
+    throw new OptionError('proxyFrom', (err as Error).message);
+  }
 }
 
 /** The flags of `serve` that choose and configure a built-in receiver. */

@@ -18,9 +18,40 @@ export interface PoolOptions {
 const fromSources = import.meta.url.endsWith('.ts');
 const WORKER = new URL(fromSources ? '../workers/dev-entry.mjs' : '../workers/worker.js', import.meta.url).href;
 
+/**
+ * A task's time limit, in the shape Piscina takes as a signal (`aborted`,
+ * `once('abort')`, `removeListener`). Not an AbortSignal.timeout(): each of
+ * those stays in memory with its timer until the limit passes, even when the
+ * task ended long before — at thousands of tasks a second with a 300 s
+ * delivery limit, hundreds of MB. This one's timer is cleared when the task ends.
+ */
+class TaskDeadline {
+  aborted = false;
+  reason: Error | undefined;
+  private listener: (() => void) | undefined;
+
+  once(_event: 'abort', listener: () => void): void {
+    this.listener = listener;
+  }
+
+  removeListener(): void {
+    this.listener = undefined;
+  }
+
+  expire(reason: Error): void {
+    this.aborted = true;
+    this.reason = reason;
+    const listener = this.listener;
+    this.listener = undefined;
+    listener?.();
+  }
+}
+
 export class WorkerPool {
   private readonly pool: Piscina<Task, unknown>;
   readonly size: number;
+  /** Workers that have loaded the receiver module and take tasks (a replaced worker is not, until loaded). */
+  private ready_ = 0;
 
   constructor(setup: WorkerSetup, options: PoolOptions = {}) {
     this.size = options.size ?? availableParallelism();
@@ -35,6 +66,9 @@ export class WorkerPool {
     });
     // a worker that fails to start (bad receiver module) is reported per task, not as a crash
     this.pool.on('error', () => {});
+    // Piscina announces a worker once it is ready (its module loaded) and again when it is gone
+    this.pool.on('workerCreate', () => { this.ready_++; });
+    this.pool.on('workerDestroy', () => { this.ready_--; });
   }
 
   /** Runs a task within `timeoutMs`; a late task's worker is terminated (and replaced). */
@@ -42,17 +76,21 @@ export class WorkerPool {
     if (this.pool.queueSize >= this.pool.options.maxQueue) {
       return { ok: false, pool: 'busy', error: 'worker queue is full' };
     }
+    const deadline = new TaskDeadline();
+    const timer = setTimeout(() => deadline.expire(new Error(`${task.kind} ran past its time limit of ${timeoutMs} ms`)), timeoutMs);
     try {
-      return (await this.pool.run(task, { signal: AbortSignal.timeout(timeoutMs) })) as ResultOf[T['kind']];
+      return (await this.pool.run(task, { signal: deadline as unknown as AbortSignal })) as ResultOf[T['kind']];
     } catch (err) {
       const e = err as Error;
-      if (e.name === 'AbortError' || e.name === 'TimeoutError') {
+      if (deadline.aborted) {
         return { ok: false, pool: 'timeout', error: `${task.kind} ran past its time limit of ${timeoutMs} ms` };
       }
       if (/queue is at limit|No task queue available/i.test(e.message)) {
         return { ok: false, pool: 'busy', error: 'worker queue is full' };
       }
       return { ok: false, pool: 'crashed', error: `${task.kind} worker failed: ${e.stack ?? e.message}` };
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -71,6 +109,20 @@ export class WorkerPool {
     return this.pool.queueSize;
   }
 
+  /** For metrics and readiness: workers ready, and Piscina's run and wait time totals. */
+  stats(): PoolStats {
+    const h = this.pool.histogram;
+    // Piscina records times in microseconds; mean × count is the total
+    const total = (s: { mean: number } | undefined, n: number): number => (s && n > 0 && Number.isFinite(s.mean) ? (s.mean * n) / 1e6 : 0);
+    const completed = this.pool.completed;
+    // the number of timed runs is on Piscina's handler behind the summary (tasks cut short before they ran are not)
+    const runs = (h as unknown as { histogram?: { runTimeCount?: number } }).histogram?.runTimeCount ?? completed;
+    return {
+      size: this.size, ready: this.ready_, queueSize: this.pool.queueSize, completed,
+      busySeconds: total(h.runTime, runs), waitSeconds: total(h.waitTime, runs),
+    };
+  }
+
   /**
    * Ends the workers now: tasks still running (a hook that hangs) are cut short.
    * Callers wait for what they want to finish first (the runner's shutdown grace).
@@ -78,6 +130,15 @@ export class WorkerPool {
   async close(): Promise<void> {
     await this.pool.destroy();
   }
+}
+
+export interface PoolStats {
+  size: number;
+  ready: number;
+  queueSize: number;
+  completed: number;
+  busySeconds: number;
+  waitSeconds: number;
 }
 
 export function isPoolFailure(r: { ok: boolean }): r is PoolFailure {

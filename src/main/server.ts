@@ -15,12 +15,16 @@ import { checkControlSocketPath, startControl, type ControlServer } from './cont
 import type { Context } from './context.ts';
 import { limitOptions } from './limits.ts';
 import { reverseResolver } from './lookup.ts';
+import { proxyMatcher } from './proxy-from.ts';
 import { OptionError, resolveOptions, type ResolvedOptions, type ServeOptions } from './options.ts';
 import { ReceiverOptionError } from '../receivers/options.ts';
 import { WorkerPool } from './pool.ts';
 import { QueueRunner } from './runner.ts';
 import { deliveryPass } from './runqueue.ts';
 import { onClose, onConnect, onMailFrom, onRcptTo } from './session.ts';
+import { loadTls } from './tls.ts';
+import { describeTls, logSmtpError, reloadTls, requireTls, tlsSmtpOptions } from './tls-server.ts';
+import { startMonitoring, type Monitoring } from './metrics/index.ts';
 
 export interface RunningServer {
   host: string;
@@ -31,6 +35,13 @@ export interface RunningServer {
   options: ResolvedOptions;
   /** The queue runner, when this process delivers. */
   runner: QueueRunner | undefined;
+  /** The implicit-TLS listener's address (tlsPort), when there is one. */
+  tls: { host: string; port: number } | undefined;
+  /** Re-reads the TLS key and certificate for new sessions (SIGHUP); throws, changing nothing, when they do not fit. */
+  reloadTls(): Promise<void>;
+  /** The address of the /metrics, /healthz and /readyz listener (undefined: metrics off). */
+  metricsHost: string | undefined;
+  metricsPort: number | undefined;
   /** Stops accepting, ends sessions, closes the pool and the queue. */
   close(): Promise<void>;
 }
@@ -57,6 +68,9 @@ export function formatAddress(host: string, port: number): string {
 export async function startServer(options: ServeOptions = {}): Promise<RunningServer> {
   assertPatched();
   const opts = resolveOptions(options);
+  // key and certificate first: a bad file is reported before anything is opened
+  const tlsMaterial = opts.tls ? await loadTls(opts.tls) : undefined;
+  if (tlsMaterial) describeTls(tlsMaterial, 'start-up');
   const receiverPath = opts.receiverPath ? resolve(opts.receiverPath) : undefined;
   const { builtin } = opts;
   // a built-in receiver's option errors name the serve option (and so the CLI flag)
@@ -137,12 +151,12 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     },
   };
 
-  const smtpOptions: SMTPServerOptions & { earlyTalkerDelay: number } & ReturnType<typeof limitOptions> = {
+  const smtpOptions: SMTPServerOptions & { earlyTalkerDelay: number; proxyFrom?: (address?: string) => boolean; proxyTimeout: number }
+    & ReturnType<typeof limitOptions> = {
     name: opts.hostname,
     banner: 'smtp-receive',
     logger: false,
-    disabledCommands: ['AUTH', 'STARTTLS'],
-    hideSTARTTLS: true,
+    ...tlsSmtpOptions(ctx, tlsMaterial, overrides(receiver, 'checkAuth')),
     hideENHANCEDSTATUSCODES: false,
     size: ctx.maxDataLength,
     maxClients: opts.maxClients,
@@ -152,30 +166,54 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     disableReverseLookup: !opts.reverseDns,
     resolver: reverseResolver(opts.dnsTimeout) as unknown as SMTPServerOptions['resolver'],
     onConnect: onConnect(ctx),
-    onMailFrom: onMailFrom(ctx),
+    onMailFrom: requireTls(ctx, onMailFrom(ctx)),
     onRcptTo: onRcptTo(ctx),
     onData: onData(ctx),
     onClose,
+    // PROXY protocol v1/v2 from these balancers only (src/patch/smtp-proxy.ts)
+    proxyFrom: opts.proxyFrom.length ? proxyMatcher(opts.proxyFrom) : undefined,
+    proxyTimeout: opts.proxyTimeout,
     ...limitOptions(opts),
   };
-  const smtp = new SMTPServer(smtpOptions);
-  // a failed listen is reported once, by the error below, not also by the logging handler
-  const quiet = (): void => {};
-  smtp.on('error', quiet);
-  await new Promise<void>((ok, fail) => {
-    smtp.server.once('error', fail);
-    smtp.listen(opts.port, opts.host, () => {
-      smtp.server.off('error', fail);
-      ok();
+  // the implicit-TLS listener (port 465 style): a second SMTPServer, same handlers, TLS from the first byte.
+  // SMTPServer changes its options object in place: each gets its own copy
+  const servers = [new SMTPServer({ ...smtpOptions })];
+  if (opts.tlsPort !== undefined) servers.push(new SMTPServer({ ...smtpOptions, secure: true }));
+  const [smtp] = servers as [SMTPServer, ...SMTPServer[]];
+  const closeAll = (): Promise<unknown> => Promise.all(servers.map((s) => new Promise<void>((done) => s.close(() => done()))));
+  let monitoring: Monitoring | undefined;
+  if (opts.metrics) {
+    const at = opts.metrics;
+    monitoring = await startMonitoring(at, { store: ctx.store, pool: ctx.pool, listening: () => servers.every((x) => x.server.listening) })
+      .catch(async (err: Error) => {
+        await unwind();
+        throw new OptionError('metrics', `cannot listen on ${formatAddress(at.host, at.port)}: ${err.message}`);
+      });
+    const started = monitoring;
+    undo.push(() => started.close());
+  }
+  for (const [i, server] of servers.entries()) {
+    const [host, port] = i === 0 ? [opts.host, opts.port] : [opts.tlsHost!, opts.tlsPort!];
+    // a failed listen is reported once, by the error below, not also by the logging handler
+    const quiet = (): void => {};
+    server.on('error', quiet);
+    await new Promise<void>((ok, fail) => {
+      server.server.once('error', fail);
+      server.listen(port, host, () => {
+        server.server.off('error', fail);
+        ok();
+      });
+    }).catch(async (err: Error) => {
+      if (i > 0) await closeAll();
+      await unwind();
+      throw new Error(`cannot listen on ${formatAddress(host, port)}${i > 0 ? ' (implicit TLS)' : ''}: ${err.message}`, { cause: err });
     });
-  }).catch(async (err: Error) => {
-    await unwind();
-    throw new Error(`cannot listen on ${formatAddress(opts.host, opts.port)}: ${err.message}`, { cause: err });
-  });
-  smtp.off('error', quiet);
-  smtp.on('error', (err) => log.warn('smtp: %s', err.message));
+    server.off('error', quiet);
+    server.on('error', (err) => logSmtpError(err, i > 0));
+  }
   runner?.start();
   const address = smtp.server.address() as AddressInfo;
+  const tlsAddress = servers[1]?.server.address() as AddressInfo | undefined;
   // the CLI prints its own "listening on" line: at info this would say it twice
   log.debug('listening on %s, queue %s', formatAddress(address.address, address.port), queueDir);
 
@@ -188,9 +226,16 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     receiver,
     options: opts,
     runner,
+    tls: tlsAddress && { host: tlsAddress.address, port: tlsAddress.port },
+    async reloadTls() {
+      describeTls(await reloadTls(ctx, servers), 'reload');
+    },
+    metricsHost: monitoring?.host,
+    metricsPort: monitoring?.port,
     close() {
       closing ??= (async () => {
-        await new Promise<void>((done) => smtp.close(() => done()));
+        monitoring?.stopping();
+        await closeAll();
         await control.close();
         const runners = [...(runner ? [runner] : []), ...passes];
         const cutShort = await Promise.all(runners.map((r) => r.stop(opts.shutdownGrace)));
@@ -198,6 +243,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
         for (const [i, r] of runners.entries()) await r.releaseLeases(cutShort[i]!);
         await ctx.spoolSync.close();
         await store.close();
+        await monitoring?.close();
         lock.release();
       })();
       return closing;

@@ -10,16 +10,19 @@ import { Replies, SmtpReply } from '../core/reply.ts';
 import type { ClientInfo, SessionInfo } from '../core/types.ts';
 import { clients, limited, reasonOf, refuse, replyFor, sessionStats, transactions, type Context } from './context.ts';
 import { queryIdent } from './lookup.ts';
+import { tlsOf } from './tls.ts';
 
 type Done = (err?: Error | null) => void;
 
-function sessionInfo(session: SMTPServerSession, client: ClientInfo): SessionInfo {
+export function sessionInfo(session: SMTPServerSession, client: ClientInfo): SessionInfo {
   const mailFrom = session.envelope.mailFrom;
   return {
     client,
     helo: session.hostNameAppearsAs || '',
     from: mailFrom ? mailFrom.address : undefined,
     to: transactions.get(session.envelope)?.to ?? [],
+    user: typeof session.user === 'string' ? session.user : undefined,
+    tls: tlsOf(session),
   };
 }
 

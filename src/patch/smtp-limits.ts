@@ -30,6 +30,8 @@ export interface LimitOptions extends RefusalListener {
   maxCommands?: number;
   maxBadCommands?: number;
   dataTimeout?: number;
+  /** The sessions per client address, shared by the servers given it (each listener); else one per server. */
+  clientCounts?: Map<string, number>;
   /** A connection refused before its session began: `reason` is a fixed label. */
   onClientRefused?(remoteAddress: string, reason: string, reply: SmtpReply): void;
 }
@@ -58,9 +60,9 @@ function report(conn: any, stage: RefusalStage, reason: string, reply: SmtpReply
   if (options.onRefused) options.onRefused(conn.session, stage, reason, reply);
 }
 
-/** Sessions per client address, on the server object. */
+/** Sessions per client address: the option's map, or one on the server object. */
 function perClient(server: any): Map<string, number> {
-  return (server._srPerClient ??= new Map<string, number>());
+  return (server.options as LimitOptions).clientCounts ?? (server._srPerClient ??= new Map<string, number>());
 }
 
 export function patchLimits(conn: Record<string, Method>, originals: LimitOriginals): void {

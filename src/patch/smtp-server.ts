@@ -18,7 +18,9 @@
  * - Connection ids from a counter behind a random per-process prefix instead of
  *   10 random bytes and a BigInt per connection.
  * - The end of DATA found with indexOf instead of a byte-by-byte loop (./smtp-stream.ts).
+ * - Replies, and refusals for too many clients, published as events (./smtp-events.ts).
  * - Strict MAIL/RCPT syntax (./smtp-syntax.ts) and per-session and per-client limits (./smtp-limits.ts).
+ * - PROXY protocol v1 and v2 from the load balancers of the `proxyFrom` option (./smtp-proxy.ts).
  * - The marker `SMTPServer.smtpReceivePatch` (= SMTP_SERVER_PATCH), which
  *   startServer() checks.
  */
@@ -26,6 +28,9 @@ import { randomBytes } from 'node:crypto';
 import { SMTPServer } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+import { events } from '../core/events.ts';
+import { patchSmtpEvents } from './smtp-events.ts';
+import { patchProxy } from './smtp-proxy.ts';
 import { feedDataStream } from './smtp-stream.ts';
 import { patchLimits } from './smtp-limits.ts';
 import { patchSyntax } from './smtp-syntax.ts';
@@ -47,6 +52,7 @@ const ORIGINAL = {
     send: 'c33568c0111a58b2',
     _getEnhancedStatusCode: 'c0488b13c4262983', // send's context false = no enhanced code
     _onCommand: '41c8a1b7a32aa314',
+    _setListeners: 'cf07ab6f47db09ac', // pipes the socket to the parser at once (smtp-proxy.ts peeks after it)
     // relied on by ./smtp-syntax.ts and ./smtp-limits.ts
     _parseAddressCommand: '9f368803e4fdff15',
     handler_MAIL: 'a40618dd2e16f0fa',
@@ -56,7 +62,11 @@ const ORIGINAL = {
     _onTimeout: 'f21be62dd64b1dec',
     _isSupported: 'dbbb9a8918cf7201',
   },
-  server: { _handleProxy: 'b52456c48b0458fe', _expectsProxyHeader: 'b900129fbb5a986c' },
+  server: {
+    _handleProxy: 'b52456c48b0458fe', _expectsProxyHeader: 'b900129fbb5a986c',
+    // smtp-proxy.ts: the guard before a session, and connect() creating it synchronously
+    _acceptSocket: 'f4c69396f94c5c50', connect: '9818ea13a1c36459',
+  },
   stream: { _feedDataStream: '9d8b903f9a3a6354', _commandTooLong: '220e7cdf6e6dda23' },
 } as const;
 
@@ -104,6 +114,9 @@ export function patchSmtpServer(target: SmtpServerModule): void {
   original('SMTPConnection', conn, '_getEnhancedStatusCode', ORIGINAL.connection._getEnhancedStatusCode);
   original('SMTPServer', server, '_expectsProxyHeader', ORIGINAL.server._expectsProxyHeader);
   original('SMTPStream', stream, '_feedDataStream', ORIGINAL.stream._feedDataStream);
+  original('SMTPConnection', conn, '_setListeners', ORIGINAL.connection._setListeners);
+  original('SMTPServer', server, '_acceptSocket', ORIGINAL.server._acceptSocket);
+  original('SMTPServer', server, 'connect', ORIGINAL.server.connect);
   const c = ORIGINAL.connection;
   const syntax = {
     parseAddressCommand: original('SMTPConnection', conn, '_parseAddressCommand', c._parseAddressCommand),
@@ -126,6 +139,7 @@ export function patchSmtpServer(target: SmtpServerModule): void {
     this._setListeners(() => {
       // Check that connection limit is not exceeded
       if (this._server.options.maxClients && this._server.connections.size > this._server.options.maxClients) {
+        if (events.connectionRefused.hasSubscribers) events.connectionRefused.publish({ reason: 'max-clients', remoteAddress: this.remoteAddress });
         return this.send(421, this.name + ' Too many connected clients, try again in a moment', false);
       }
       // the delay for detecting early talkers: the earlyTalkerDelay option (ms, default 100). With 0
@@ -183,8 +197,11 @@ export function patchSmtpServer(target: SmtpServerModule): void {
   };
 
   stream._feedDataStream = feedDataStream;
+  patchSmtpEvents(conn); // replies as events (./smtp-events.ts)
+  // after the events: a reply the limits change (the last bad command's 421) is published as sent
   patchSyntax(conn, syntax);
   patchLimits(conn, limits);
+  patchProxy(server, conn, nextConnectionId);
   marked.smtpReceivePatch = SMTP_SERVER_PATCH;
 }
 

@@ -128,9 +128,18 @@ export class CliProcess {
   }
 }
 
-/** Spawns `node --import tsx src/main/cli.ts ARGS` in the repository root. */
+/**
+ * `serve` without a metrics listener unless the test asks for one: the default
+ * (127.0.0.1:9525) would make daemons running at once collide.
+ */
+export function metricsOffByDefault(args: string[]): string[] {
+  if (args[0] !== 'serve' || args.some((a) => a === '--metrics' || a.startsWith('--metrics='))) return args;
+  return ['serve', '--metrics', 'off', ...args.slice(1)];
+}
+
+/** Spawns `node --import tsx src/main/cli.ts ARGS` in the repository root (`serve`: metrics off unless asked). */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main/cli.ts', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main/cli.ts', ...metricsOffByDefault(args)], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -39,6 +39,11 @@ export class RawClient {
     });
   }
 
+  /** A client on a socket that is already connected (a TLS socket after STARTTLS, or an implicit-TLS one). */
+  static over(socket: Socket): RawClient {
+    return new RawClient(socket);
+  }
+
   /** Connects and reads the 220 greeting. */
   static async greeted(port: number, host?: string): Promise<RawClient> {
     const c = await RawClient.connect(port, host);
