@@ -10,6 +10,7 @@ import { on, type ConnectionRefusedEvent, type RejectedEvent } from '../src/core
 import { parseServeArgs } from '../src/main/cli.ts';
 import { OptionError, resolveOptions } from '../src/main/options.ts';
 import { startTestServer, type TestServer } from '../src/testing.ts';
+import { parseExposition, scrape, valueOf } from './helpers/metrics.ts';
 import { RawClient, isQueued } from './helpers/smtp.ts';
 
 /** Collects `rejected` and `connectionRefused` events until stopped. */
@@ -190,6 +191,26 @@ describe('idle time', () => {
     assert.deepEqual(replies.map((r) => r.text), ['421 4.4.2 Idle timeout, closing connection']);
     ev.stop();
     assert.deepEqual(ev.rejected.map((e) => [e.stage, e.reason]), [['command', 'idle-timeout']]);
+  });
+});
+
+describe('limits in /metrics', () => {
+  it('each limit hit is counted under its stage and reason', async () => {
+    const server = await startTestServer({ metrics: '127.0.0.1:0', maxCommands: 3, maxClientsPerIp: 1 });
+    try {
+      const c = await RawClient.ready(server.port);
+      const refused = await RawClient.connect(server.port);
+      assert.match((await refused.read()).text, /^421 4\.7\.0 /);
+      assert.match((await c.command('MAIL FROM:<a@example.org> FOO=1')).text, /^555 /);
+      assert.equal((await c.command('NOOP')).code, 250);
+      assert.match((await c.command('NOOP')).text, /^421 4\.7\.0 /);
+      const samples = parseExposition((await scrape(server.metricsPort!)).text);
+      assert.equal(valueOf(samples, 'smtp_receive_connections_refused_total', { reason: 'per-client' }), 1);
+      assert.equal(valueOf(samples, 'smtp_receive_messages_rejected_total', { stage: 'mail', reason: 'unknown-parameter' }), 1);
+      assert.equal(valueOf(samples, 'smtp_receive_messages_tempfailed_total', { stage: 'command', reason: 'too-many-commands' }), 1);
+    } finally {
+      await server.stop();
+    }
   });
 });
 
