@@ -203,11 +203,14 @@ describe('limits in /metrics', () => {
       assert.match((await refused.read()).text, /^421 4\.7\.0 /);
       assert.match((await c.command('MAIL FROM:<a@example.org> FOO=1')).text, /^555 /);
       assert.equal((await c.command('NOOP')).code, 250);
-      assert.match((await c.command('NOOP')).text, /^421 4\.7\.0 /);
+      assert.match((await c.command('RSET')).text, /^421 4\.7\.0 /);
       const samples = parseExposition((await scrape(server.metricsPort!)).text);
       assert.equal(valueOf(samples, 'smtp_receive_connections_refused_total', { reason: 'per-client' }), 1);
       assert.equal(valueOf(samples, 'smtp_receive_messages_rejected_total', { stage: 'mail', reason: 'unknown-parameter' }), 1);
       assert.equal(valueOf(samples, 'smtp_receive_messages_tempfailed_total', { stage: 'command', reason: 'too-many-commands' }), 1);
+      // the replies by command: the 555 answered MAIL, the limit's 421 the RSET it refused
+      assert.equal(valueOf(samples, 'smtp_receive_smtp_replies_total', { command: 'MAIL', class: '5xx' }), 1);
+      assert.equal(valueOf(samples, 'smtp_receive_smtp_replies_total', { command: 'RSET', class: '4xx' }), 1);
     } finally {
       await server.stop();
     }

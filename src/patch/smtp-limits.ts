@@ -69,7 +69,6 @@ export function patchLimits(conn: Record<string, Method>, originals: LimitOrigin
   const { createParser, handlerData, onTimeout } = originals;
   const connectionReady = conn.connectionReady!;
   const onCommand = conn._onCommand!;
-  const send = conn.send!;
 
   // connectionReady: count the session against its client address first (before rDNS and onConnect)
   conn.connectionReady = function (this: any, next?: unknown): unknown {
@@ -111,25 +110,7 @@ export function patchLimits(conn: Record<string, Method>, originals: LimitOrigin
     return onCommand.call(this, command, callback);
   };
 
-  // send: the bad-command count (its last one is answered with the 421), and the idle timeout's reply
-  conn.send = function (this: any, code: number, data: unknown, context: unknown): unknown {
-    if (this._srIdle && code === 421) {
-      this._srIdle = false;
-      report(this, 'command', 'idle-timeout', LimitReplies.idleTimeout);
-      return send.call(this, 421, LimitReplies.idleTimeout.line, false);
-    }
-    if (BAD.has(code)) {
-      const max = (this._server.options as LimitOptions).maxBadCommands;
-      this._srBad = (this._srBad ?? 0) + 1;
-      if (max && this._srBad >= max) {
-        report(this, 'command', 'too-many-bad-commands', LimitReplies.tooManyBadCommands);
-        return send.call(this, 421, LimitReplies.tooManyBadCommands.line, false);
-      }
-    }
-    return send.call(this, code, data, context);
-  };
-
-  // _onTimeout: marks the idle timeout's 421 for send
+  // _onTimeout: marks the idle timeout's 421 for send (patchLimitReplies)
   conn._onTimeout = function (this: any): unknown {
     this._srIdle = true;
     try {
@@ -172,5 +153,31 @@ export function patchLimits(conn: Record<string, Method>, originals: LimitOrigin
       stream.once('close', clear);
     }
     return result;
+  };
+}
+
+/**
+ * The reply side of the limits, applied after the reply events (./smtp-events.ts) so that a reply
+ * changed here is published as sent, while the command side (patchLimits) goes before them, so that
+ * a refusal of its own is published with the command it answers.
+ */
+export function patchLimitReplies(conn: Record<string, Method>): void {
+  const send = conn.send!;
+  // send: the bad-command count (its last one is answered with the 421), and the idle timeout's reply
+  conn.send = function (this: any, code: number, data: unknown, context: unknown): unknown {
+    if (this._srIdle && code === 421) {
+      this._srIdle = false;
+      report(this, 'command', 'idle-timeout', LimitReplies.idleTimeout);
+      return send.call(this, 421, LimitReplies.idleTimeout.line, false);
+    }
+    if (BAD.has(code)) {
+      const max = (this._server.options as LimitOptions).maxBadCommands;
+      this._srBad = (this._srBad ?? 0) + 1;
+      if (max && this._srBad >= max) {
+        report(this, 'command', 'too-many-bad-commands', LimitReplies.tooManyBadCommands);
+        return send.call(this, 421, LimitReplies.tooManyBadCommands.line, false);
+      }
+    }
+    return send.call(this, code, data, context);
   };
 }

@@ -32,7 +32,7 @@ import { events } from '../core/events.ts';
 import { patchSmtpEvents } from './smtp-events.ts';
 import { patchProxy } from './smtp-proxy.ts';
 import { feedDataStream } from './smtp-stream.ts';
-import { patchLimits } from './smtp-limits.ts';
+import { patchLimitReplies, patchLimits } from './smtp-limits.ts';
 import { patchSyntax } from './smtp-syntax.ts';
 import { PatchError, checkVersion, installed, originalMethod } from './verify.ts';
 
@@ -197,10 +197,12 @@ export function patchSmtpServer(target: SmtpServerModule): void {
   };
 
   stream._feedDataStream = feedDataStream;
-  patchSmtpEvents(conn); // replies as events (./smtp-events.ts)
-  // after the events: a reply the limits change (the last bad command's 421) is published as sent
+  // the syntax and limits around commands inside the reply events (a refusal of theirs is published with
+  // the command it answers), the limits' reply changes outside them (published as sent)
   patchSyntax(conn, syntax);
   patchLimits(conn, limits);
+  patchSmtpEvents(conn); // replies as events (./smtp-events.ts)
+  patchLimitReplies(conn);
   patchProxy(server, conn, nextConnectionId);
   marked.smtpReceivePatch = SMTP_SERVER_PATCH;
 }
