@@ -50,6 +50,19 @@ Options:
   --workers N              worker threads for hooks (default: number of CPUs)
   --worker-queue N         hook tasks that may wait for a worker; beyond it 451 4.3.2 (default 256)
   --max-clients N          most concurrent connections (default 1000; each listener counts its own)
+  --max-clients-per-ip N   most concurrent connections from one client address; one more gets
+                           421 4.7.0 (default 50; 0: no limit)
+  --max-commands N         most commands in one session, then 421 4.7.0 (default 10000; 0: no limit)
+  --max-bad-commands N     after N bad commands (answered 500-504 or 555) in one session, 421 4.7.0
+                           (default 10; 0: no limit)
+  --idle-timeout MS        close a session idle this long with 421 4.4.2 (default 60000)
+  --data-timeout MS        most time from the 354 to the final dot, however slowly the data
+                           trickles in, then 421 4.4.2 (default 600000; 0: no limit)
+  --max-line-length BYTES  longest command line; a longer one gets 421 4.7.0 (default 4096)
+  --max-recipients N       recipients per message, then 452 4.5.3 (default: the receiver's
+                           maxRecipients(), 10000)
+  --max-size BYTES         message size, then 552 5.3.4 (default: the receiver's maxDataLength(),
+                           20000000)
   --tls-key FILE           PEM private key for STARTTLS and --listen-tls (with --tls-cert);
                            both files are read again on SIGHUP, for new sessions
   --tls-cert FILE          PEM certificate (chain) for that key; TLS 1.2 and 1.3 only
@@ -118,6 +131,9 @@ export const SERVE_FLAGS = {
   ident: { type: 'boolean' }, 'ident-timeout': { type: 'string' }, 'inline-max': { type: 'string' },
   'hook-timeout': { type: 'string' }, 'predeliver-timeout': { type: 'string' },
   workers: { type: 'string' }, 'worker-queue': { type: 'string' }, 'max-clients': { type: 'string' },
+  'max-clients-per-ip': { type: 'string' }, 'max-commands': { type: 'string' }, 'max-bad-commands': { type: 'string' },
+  'idle-timeout': { type: 'string' }, 'data-timeout': { type: 'string' }, 'max-line-length': { type: 'string' },
+  'max-recipients': { type: 'string' }, 'max-size': { type: 'string' },
   'no-runner': { type: 'boolean' }, 'queue-only': { type: 'boolean' }, 'deliver-timeout': { type: 'string' },
   'retry-min': { type: 'string' }, 'retry-max': { type: 'string' }, 'max-lifetime': { type: 'string' },
   'shutdown-grace': { type: 'string' }, 'lock-wait': { type: 'string' }, 'control-group': { type: 'string' },
@@ -164,6 +180,14 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     workers: num('workers', v.workers),
     workerQueue: num('worker-queue', v['worker-queue']),
     maxClients: num('max-clients', v['max-clients']),
+    maxClientsPerIp: num('max-clients-per-ip', v['max-clients-per-ip']),
+    maxCommands: num('max-commands', v['max-commands']),
+    maxBadCommands: num('max-bad-commands', v['max-bad-commands']),
+    socketTimeout: num('idle-timeout', v['idle-timeout']),
+    dataTimeout: num('data-timeout', v['data-timeout']),
+    maxLineLength: num('max-line-length', v['max-line-length']),
+    maxRecipients: num('max-recipients', v['max-recipients']),
+    maxSize: num('max-size', v['max-size']),
     runner: v['no-runner'] ? false : undefined,
     immediate: v['queue-only'] ? false : undefined,
     deliverTimeout: num('deliver-timeout', v['deliver-timeout']),
@@ -196,6 +220,9 @@ const FLAG: Record<string, string> = {
   predeliverTimeout: 'predeliver-timeout', workerQueue: 'worker-queue', maxClients: 'max-clients',
   deliverTimeout: 'deliver-timeout', retryMin: 'retry-min', retryMax: 'retry-max', maxLifetime: 'max-lifetime',
   shutdownGrace: 'shutdown-grace', lockWait: 'lock-wait', controlGroup: 'control-group',
+  maxClientsPerIp: 'max-clients-per-ip', maxCommands: 'max-commands', maxBadCommands: 'max-bad-commands',
+  socketTimeout: 'idle-timeout', dataTimeout: 'data-timeout', maxLineLength: 'max-line-length',
+  maxRecipients: 'max-recipients', maxSize: 'max-size',
   tlsKey: 'tls-key', tlsCert: 'tls-cert', tlsHost: 'listen-tls', tlsPort: 'listen-tls', requireTls: 'require-tls',
   proxyFrom: 'proxy-from', proxyTimeout: 'proxy-timeout',
   logFormat: 'log-format', logLevel: 'log-level', syslogFacility: 'syslog-facility',

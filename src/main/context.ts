@@ -85,7 +85,7 @@ export function refuse(
     events.rejected.publish({
       stage, reason, code: reply.code, reply: `${reply.code} ${reply.line}`,
       sessionId: session.id, remoteAddress: session.remoteAddress,
-      from: session.envelope.mailFrom ? session.envelope.mailFrom.address : undefined, ...extra,
+      from: session.envelope?.mailFrom ? session.envelope.mailFrom.address : undefined, ...extra,
     });
   }
   return toServerError(reply);

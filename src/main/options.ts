@@ -54,6 +54,20 @@ export interface ServeOptions extends TlsServeOptions {
   maxClients?: number;
   /** Idle time before a session is dropped, ms. @default 60000 */
   socketTimeout?: number;
+  /** Sessions at once from one client address; one more gets 421 4.7.0. 0: no limit. @default 50 */
+  maxClientsPerIp?: number;
+  /** Commands in one session; one more gets 421 4.7.0. 0: no limit. @default 10000 */
+  maxCommands?: number;
+  /** Bad commands (answered 500–504 or 555) in one session; the last of them gets 421 4.7.0 instead. 0: no limit. @default 10 */
+  maxBadCommands?: number;
+  /** Time from the 354 to the client's final dot, ms, however the data trickles in; then 421 4.4.2. 0: no limit. @default 600000 */
+  dataTimeout?: number;
+  /** Longest command line in bytes (without its CRLF); a longer one gets 421 4.7.0. @default 4096 */
+  maxLineLength?: number;
+  /** Recipients per message (beyond it 452 4.5.3); overrides the receiver's maxRecipients(). */
+  maxRecipients?: number;
+  /** Message size in bytes (beyond it 552 5.3.4); overrides the receiver's maxDataLength(). */
+  maxSize?: number;
   /** Run the queue runner in this process (needs a receiver with deliver()). @default true */
   runner?: boolean;
   /** First delivery attempt right after the 250 (else at the runner's next look). @default true */
@@ -157,6 +171,14 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     workerQueue: int('workerQueue', o.workerQueue ?? 256, 0),
     maxClients: int('maxClients', o.maxClients ?? 1000, 1),
     socketTimeout: int('socketTimeout', o.socketTimeout ?? 60_000, 1000),
+    maxClientsPerIp: int('maxClientsPerIp', o.maxClientsPerIp ?? 50, 0),
+    maxCommands: int('maxCommands', o.maxCommands ?? 10_000, 0),
+    maxBadCommands: int('maxBadCommands', o.maxBadCommands ?? 10, 0),
+    dataTimeout: int('dataTimeout', o.dataTimeout ?? 600_000, 0),
+    maxLineLength: int('maxLineLength', o.maxLineLength ?? 4096, 512, 1024 * 1024),
+    // 0 once resolved: the receiver's maxRecipients() / maxDataLength()
+    maxRecipients: o.maxRecipients === undefined ? 0 : int('maxRecipients', o.maxRecipients, 1),
+    maxSize: o.maxSize === undefined ? 0 : int('maxSize', o.maxSize, 1),
     runner: o.runner ?? true,
     immediate: o.immediate ?? true,
     retryMin: int('retryMin', o.retryMin ?? 300_000, 0),

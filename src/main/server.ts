@@ -14,6 +14,7 @@ import { onData } from './accept.ts';
 import { startServerLogging } from './log/serve-logging.ts';
 import { checkControlSocketPath, startControl, type ControlServer } from './control-server.ts';
 import type { Context } from './context.ts';
+import { limitOptions } from './limits.ts';
 import { reverseResolver } from './lookup.ts';
 import { proxyMatcher } from './proxy-from.ts';
 import { OptionError, resolveOptions, type ResolvedOptions, type ServeOptions } from './options.ts';
@@ -140,8 +141,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   const ctx: Context = {
     receiver, opts, queueDir, store, pool, runner,
     spoolSync: new DirSyncer(spoolDir(queueDir)),
-    maxRecipients: receiver.maxRecipients(),
-    maxDataLength: receiver.maxDataLength(),
+    maxRecipients: opts.maxRecipients || receiver.maxRecipients(),
+    maxDataLength: opts.maxSize || receiver.maxDataLength(),
     addEnvelope: receiver.addEnvelope(),
     hooks: {
       checkAccess: overrides(receiver, 'checkAccess'),
@@ -151,7 +152,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     },
   };
 
-  const smtpOptions: SMTPServerOptions & { earlyTalkerDelay: number; proxyFrom?: (address?: string) => boolean; proxyTimeout: number } = {
+  const smtpOptions: SMTPServerOptions & { earlyTalkerDelay: number; proxyFrom?: (address?: string) => boolean; proxyTimeout: number }
+    & ReturnType<typeof limitOptions> = {
     name: opts.hostname,
     banner: 'smtp-receive',
     logger: false,
@@ -172,6 +174,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     // PROXY protocol v1/v2 from these balancers only (src/patch/smtp-proxy.ts)
     proxyFrom: opts.proxyFrom.length ? proxyMatcher(opts.proxyFrom) : undefined,
     proxyTimeout: opts.proxyTimeout,
+    ...limitOptions(opts),
   };
   // the implicit-TLS listener (port 465 style): a second SMTPServer, same handlers, TLS from the first byte.
   // SMTPServer changes its options object in place: each gets its own copy

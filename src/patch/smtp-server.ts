@@ -19,6 +19,7 @@
  *   10 random bytes and a BigInt per connection.
  * - The end of DATA found with indexOf instead of a byte-by-byte loop (./smtp-stream.ts).
  * - Replies, and refusals for too many clients, published as events (./smtp-events.ts).
+ * - Strict MAIL/RCPT syntax (./smtp-syntax.ts) and per-session and per-client limits (./smtp-limits.ts).
  * - PROXY protocol v1 and v2 from the load balancers of the `proxyFrom` option (./smtp-proxy.ts).
  * - The marker `SMTPServer.smtpReceivePatch` (= SMTP_SERVER_PATCH), which
  *   startServer() checks.
@@ -31,6 +32,8 @@ import { events } from '../core/events.ts';
 import { patchSmtpEvents } from './smtp-events.ts';
 import { patchProxy } from './smtp-proxy.ts';
 import { feedDataStream } from './smtp-stream.ts';
+import { patchLimitReplies, patchLimits } from './smtp-limits.ts';
+import { patchSyntax } from './smtp-syntax.ts';
 import { PatchError, checkVersion, installed, originalMethod } from './verify.ts';
 
 /** The only smtp-server version these patches fit (package.json pins it). */
@@ -50,13 +53,21 @@ const ORIGINAL = {
     _getEnhancedStatusCode: 'c0488b13c4262983', // send's context false = no enhanced code
     _onCommand: '41c8a1b7a32aa314',
     _setListeners: 'cf07ab6f47db09ac', // pipes the socket to the parser at once (smtp-proxy.ts peeks after it)
+    // relied on by ./smtp-syntax.ts and ./smtp-limits.ts
+    _parseAddressCommand: '9f368803e4fdff15',
+    handler_MAIL: 'a40618dd2e16f0fa',
+    handler_RCPT: 'ef2acd7214eaa466',
+    handler_DATA: '9eceecf35f56cecd',
+    _createParser: '15ca8c360137e06a',
+    _onTimeout: 'f21be62dd64b1dec',
+    _isSupported: 'dbbb9a8918cf7201',
   },
   server: {
     _handleProxy: 'b52456c48b0458fe', _expectsProxyHeader: 'b900129fbb5a986c',
     // smtp-proxy.ts: the guard before a session, and connect() creating it synchronously
     _acceptSocket: 'f4c69396f94c5c50', connect: '9818ea13a1c36459',
   },
-  stream: { _feedDataStream: '9d8b903f9a3a6354' },
+  stream: { _feedDataStream: '9d8b903f9a3a6354', _commandTooLong: '220e7cdf6e6dda23' },
 } as const;
 
 // a reply text that carries its own enhanced status code
@@ -106,6 +117,19 @@ export function patchSmtpServer(target: SmtpServerModule): void {
   original('SMTPConnection', conn, '_setListeners', ORIGINAL.connection._setListeners);
   original('SMTPServer', server, '_acceptSocket', ORIGINAL.server._acceptSocket);
   original('SMTPServer', server, 'connect', ORIGINAL.server.connect);
+  const c = ORIGINAL.connection;
+  const syntax = {
+    parseAddressCommand: original('SMTPConnection', conn, '_parseAddressCommand', c._parseAddressCommand),
+    handlerMail: original('SMTPConnection', conn, 'handler_MAIL', c.handler_MAIL),
+    handlerRcpt: original('SMTPConnection', conn, 'handler_RCPT', c.handler_RCPT),
+  };
+  const limits = {
+    createParser: original('SMTPConnection', conn, '_createParser', c._createParser),
+    handlerData: original('SMTPConnection', conn, 'handler_DATA', c.handler_DATA),
+    onTimeout: original('SMTPConnection', conn, '_onTimeout', c._onTimeout),
+  };
+  original('SMTPConnection', conn, '_isSupported', c._isSupported);
+  original('SMTPStream', stream, '_commandTooLong', ORIGINAL.stream._commandTooLong);
   if (marked.smtpReceivePatch !== undefined) {
     throw new PatchError('smtp-server', `it already carries another patch marker (smtpReceivePatch = ${String(marked.smtpReceivePatch)})`);
   }
@@ -173,7 +197,12 @@ export function patchSmtpServer(target: SmtpServerModule): void {
   };
 
   stream._feedDataStream = feedDataStream;
+  // the syntax and limits around commands inside the reply events (a refusal of theirs is published with
+  // the command it answers), the limits' reply changes outside them (published as sent)
+  patchSyntax(conn, syntax);
+  patchLimits(conn, limits);
   patchSmtpEvents(conn); // replies as events (./smtp-events.ts)
+  patchLimitReplies(conn);
   patchProxy(server, conn, nextConnectionId);
   marked.smtpReceivePatch = SMTP_SERVER_PATCH;
 }
