@@ -4,6 +4,8 @@
  * receiver module or a `builtin`, it runs the base Receiver (`{ kind: 'none' }`),
  * not serve's Maildir default: a test sink that keeps every accepted message
  * queued for the test to read, and writes nothing outside its temporary queue.
+ * Authentication is off unless asked for (`auth: true`, with `dnsServers`):
+ * a test should not depend on the machine's DNS.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,7 +25,7 @@ export async function startTestServer(options: ServeOptions & { keepQueue?: bool
   let server: RunningServer;
   try {
     server = await startServer({
-      host: '127.0.0.1', port: 0, reverseDns: false, hostname: 'test.invalid', workers: 1, ...rest, builtin, queueDir,
+      host: '127.0.0.1', port: 0, reverseDns: false, hostname: 'test.invalid', workers: 1, auth: false, ...rest, builtin, queueDir,
     });
   } catch (err) {
     // a start-up that fails (a bad receiver module, a busy port) leaves no temporary queue behind

@@ -3,6 +3,7 @@
  * (runqueue, showqueue, queue operations) live in their own modules.
  */
 import { log } from '../core/log.ts';
+import { authFlags } from './auth-options.ts';
 import { builtinFromFlags, OptionError, type ServeOptions } from './options.ts';
 import { formatAddress, startServer } from './server.ts';
 import { CommandUsageError, wholeNumber, parseCommandArgs } from './command.ts';
@@ -62,6 +63,14 @@ Options:
                            this long for it (default 10000); another serve on it is refused at once
   --control-group NAME     let this group (name or gid) use the control socket QUEUE/control.sock
                            too (mode 0660; default: only this user, 0600)
+  --auth on|off            SPF, DKIM, DMARC and ARC verdicts for each message, computed in the
+                           workers: message.auth and an Authentication-Results header (default on)
+  --dmarc-reject           refuse (550 5.7.1) a message that fails DMARC where the domain's policy
+                           is reject (default: accept it and mark the verdict)
+  --dns-servers LIST       DNS servers for authentication, IP[:PORT],... ([IPv6]:PORT; default: the system's)
+  --auth-dns-timeout MS    time limit of one authentication DNS look-up (default 2000)
+  --auth-timeout MS        time limit of all the look-ups of one message; later ones give
+                           temperror, never a refusal (default 5000)
   -h, --help               show this help
 
 Environment:
@@ -94,6 +103,8 @@ export const SERVE_FLAGS = {
   'shutdown-grace': { type: 'string' }, 'lock-wait': { type: 'string' }, 'control-group': { type: 'string' },
   maildir: { type: 'string' }, webhook: { type: 'string' }, 'webhook-secret': { type: 'string' },
   'webhook-timeout': { type: 'string' }, relay: { type: 'string' }, 'relay-timeout': { type: 'string' },
+  auth: { type: 'string' }, 'dmarc-reject': { type: 'boolean' }, 'dns-servers': { type: 'string' },
+  'auth-dns-timeout': { type: 'string' }, 'auth-timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -138,6 +149,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     shutdownGrace: num('shutdown-grace', v['shutdown-grace']),
     lockWait: num('lock-wait', v['lock-wait']),
     controlGroup: v['control-group'],
+    ...authFlags(v),
   };
 }
 
@@ -148,6 +160,7 @@ const FLAG: Record<string, string> = {
   predeliverTimeout: 'predeliver-timeout', workerQueue: 'worker-queue', maxClients: 'max-clients',
   deliverTimeout: 'deliver-timeout', retryMin: 'retry-min', retryMax: 'retry-max', maxLifetime: 'max-lifetime',
   shutdownGrace: 'shutdown-grace', lockWait: 'lock-wait', controlGroup: 'control-group',
+  dnsServers: 'dns-servers', authDnsTimeout: 'auth-dns-timeout', authTimeout: 'auth-timeout',
   'maildir.root': 'maildir', 'webhook.url': 'webhook', 'webhook.secret': 'webhook-secret',
   'webhook.timeout': 'webhook-timeout', 'relay.host': 'relay', 'relay.port': 'relay', 'relay.timeout': 'relay-timeout',
 };

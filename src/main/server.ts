@@ -17,6 +17,7 @@ import { reverseResolver } from './lookup.ts';
 import { OptionError, resolveOptions, type ResolvedOptions, type ServeOptions } from './options.ts';
 import { ReceiverOptionError } from '../receivers/options.ts';
 import { WorkerPool } from './pool.ts';
+import { authSettings } from './auth-options.ts';
 import { QueueRunner } from './runner.ts';
 import { deliveryPass } from './runqueue.ts';
 import { onClose, onConnect, onMailFrom, onRcptTo } from './session.ts';
@@ -93,7 +94,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     await receiver.prestart(receiver.config).catch((err: unknown) => { throw named(err); });
 
     pool = new WorkerPool(
-      { receiverPath, builtin, queueDir, domains: opts.domains, hostname: opts.hostname, lockFd: lock.fd },
+      { receiverPath, builtin, queueDir, domains: opts.domains, hostname: opts.hostname, lockFd: lock.fd, auth: authSettings(opts) },
       { size: opts.workers, maxQueue: opts.workerQueue },
     );
     const started = pool;

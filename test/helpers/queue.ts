@@ -6,6 +6,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readHeaded, spliceInline } from '../../src/core/head.ts';
 import type { QueueRecord, QueueStore } from '../../src/core/store.ts';
 import { findDaemon } from '../../src/main/control-client.ts';
 
@@ -17,7 +18,9 @@ export interface Stored {
 export async function storedMessage(store: QueueStore, id: string): Promise<Stored | undefined> {
   const record = store.get(id);
   if (!record) return undefined;
-  const bytes = record.storage === 'inline' ? store.getInlineBody(id)! : await readFile(record.msg.textFile);
+  // as readers see it: with the head authentication put on top (src/core/head.ts)
+  const bytes = record.storage === 'inline' ? spliceInline(store.getInlineBody(id)!, record.head)
+    : record.head ? await readHeaded(record.msg.textFile, record.head) : await readFile(record.msg.textFile);
   return { record, bytes: Buffer.from(bytes) };
 }
 
