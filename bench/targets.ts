@@ -183,8 +183,10 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
   if (name === 'smtp-receive') {
     // no receiver chosen (--receive-only): --no-runner, so messages stay queued (serve's default Maildir receiver would deliver into ./mail)
     const chosen = !!o.receiver || (o.serveArgs ?? []).some((a) => /^--(receiver|maildir|webhook|relay)\b/.test(a));
+    // authentication off unless asked for (bench/auth.ts): like Postfix without milters, and no look-ups to the machine's DNS
+    const auth = (o.serveArgs ?? []).includes('--auth') ? [] : ['--auth', 'off'];
     const args = ['--listen', `127.0.0.1:${port}`, '--queue', join(dir, 'queue'), '--no-reverse-dns',
-      '--hostname', 'bench.invalid', ...(o.receiver ? ['--receiver', o.receiver] : []), ...(chosen ? [] : ['--no-runner']), ...(o.serveArgs ?? [])];
+      '--hostname', 'bench.invalid', ...(o.receiver ? ['--receiver', o.receiver] : []), ...(chosen ? [] : ['--no-runner']), ...auth, ...(o.serveArgs ?? [])];
     // a receiver module in TypeScript needs tsx in the built CLI too (workers inherit the flag)
     const tsx = !o.built || o.receiver?.endsWith('.ts') ? ['--import', 'tsx'] : [];
     const entry = o.built ? [join(ROOT, 'bin', 'smtp-receive.js'), 'serve'] : [join(ROOT, 'src', 'main', 'cli.ts'), 'serve'];

@@ -63,8 +63,8 @@ Options:
                            this long for it (default 10000); another serve on it is refused at once
   --control-group NAME     let this group (name or gid) use the control socket QUEUE/control.sock
                            too (mode 0660; default: only this user, 0600)
-  --auth on|off            SPF, DKIM, DMARC and ARC verdicts for each message, computed in the
-                           workers: message.auth and an Authentication-Results header (default on)
+  --auth MODE              on (the default) or off: SPF, DKIM, DMARC and ARC verdicts for each message,
+                           computed in the workers: message.auth and an Authentication-Results header
   --dmarc-reject           refuse (550 5.7.1) a message that fails DMARC where the domain's policy
                            is reject (default: accept it and mark the verdict)
   --dns-servers LIST       DNS servers for authentication, IP[:PORT],... ([IPv6]:PORT; default: the system's)

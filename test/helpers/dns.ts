@@ -45,7 +45,7 @@ export async function startDns(zone: Zone = new Map()): Promise<TestDns> {
         response.header.rcode = Packet.RCODE.NXDOMAIN;
       } else if (q.type === Packet.TYPE.TXT) {
         for (const text of records) {
-          response.answers.push({ name: q.name, type: Packet.TYPE.TXT, class: Packet.CLASS.IN, ttl: 60, data: strings(text) });
+          response.answers.push({ name: q.name, type: Packet.TYPE.TXT, class: Packet.CLASS.IN, ttl: 60, data: strings(text) } as unknown as (typeof response.answers)[number]);
         }
       } // another type of a name we know: NOERROR with no answer (ENODATA)
       void send(response);
