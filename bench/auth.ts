@@ -36,8 +36,11 @@ export async function startBenchAuth(): Promise<BenchAuth> {
     async message(size, to) {
       const built = buildMessage(size, to);
       const body = built.subarray(0, built.length - 3); // without `.\r\n`
-      const signed = await dkimSign(body, { signingDomain: DOMAIN, selector: SELECTOR, privateKey: key, canonicalization: 'relaxed/relaxed' });
-      if (signed.errors.length) throw new Error(`DKIM signing failed: ${signed.errors.map(String).join('; ')}`);
+      const sig = { signingDomain: DOMAIN, selector: SELECTOR, privateKey: key };
+      const signed = await dkimSign(body, { ...sig, canonicalization: 'relaxed/relaxed', signatureData: [sig] });
+      if (signed.errors.length || !signed.signatures.startsWith('DKIM-Signature:')) {
+        throw new Error(`DKIM signing failed: ${signed.errors.map(String).join('; ') || 'no signature'}`);
+      }
       return Buffer.concat([Buffer.from(signed.signatures), built]);
     },
     close: () => dns.close(),
