@@ -8,6 +8,7 @@ import { headedStream, materialize, readHeaded, spliceInline } from '../src/core
 import { parseServeArgs } from '../src/main/cli.ts';
 import { OptionError, resolveOptions } from '../src/main/options.ts';
 import { authservId, forgedRanges, headOf } from '../src/workers/auth-header.ts';
+import { Authenticator } from '../src/workers/auth.ts';
 import { AuthDns } from '../src/workers/dns.ts';
 import { startDns } from './helpers/dns.ts';
 
@@ -89,6 +90,21 @@ describe('the workers\' DNS', () => {
       await assert.rejects(look('slow.test', 'TXT'), { code: 'ETIMEOUT' });
       await assert.rejects(resolver.forMessage(Date.now() - 1)('b.test', 'TXT'), { code: 'ETIMEOUT' });
       assert.ok(!dns.queries.includes('TXT b.test'), 'nothing is asked past the deadline');
+    } finally {
+      await dns.close();
+    }
+  });
+});
+
+describe('the authenticator', () => {
+  it('an IPv4 client on a dual-stack socket (::ffff:a.b.c.d) matches ip4 SPF records', async () => {
+    const dns = await startDns(new Map([['v4.test', ['v=spf1 ip4:127.0.0.1 -all']]]));
+    try {
+      const a = new Authenticator({ dnsServers: [dns.server], lookupTimeout: 1500, messageTimeout: 5000, dmarcReject: false }, 'mx.test');
+      const stored = Buffer.from('Received: x\r\nFrom: a@v4.test\r\nSubject: s\r\n\r\nbody\r\n');
+      const run = (peerAddr: string) => a.run({ inline: stored, file: '/nonexistent', traceLength: 13, peerAddr, helo: 'client.test', from: 'a@v4.test' });
+      assert.equal((await run('::ffff:127.0.0.1')).auth.spf.result, 'pass');
+      assert.equal((await run('::ffff:192.0.2.1')).auth.spf.result, 'fail');
     } finally {
       await dns.close();
     }

@@ -49,7 +49,7 @@ export interface ReplyEvent {
 
 export interface RejectedEvent {
   stage: RejectStage;
-  /** A short label from a fixed set: 'receiver' (a hook said no), 'hook-error', 'hook-timeout', 'too-many-recipients', 'bad-address', 'too-big', 'busy', 'storage', 'internal' … */
+  /** A short label from a fixed set: 'receiver' (a hook said no), 'hook-error', 'hook-timeout', 'too-many-recipients', 'bad-address', 'too-big', 'busy', 'storage', 'internal', 'dmarc' (--dmarc-reject) … */
   reason: string;
   code: number;
   /** The whole reply sent ("550 5.7.1 Relaying denied"). */
