@@ -20,6 +20,8 @@ export interface BenchAuth {
   serveArgs: string[];
   /** The load generator's message of `size` bytes for `to`, with a DKIM-Signature on top (and `.\r\n` at the end). */
   message(size: number, to: string): Promise<Buffer>;
+  /** Look-ups our DNS server answered (the workers cache answers: a few per worker and minute). */
+  lookups(): number;
   close(): Promise<void>;
 }
 
@@ -43,6 +45,7 @@ export async function startBenchAuth(): Promise<BenchAuth> {
       }
       return Buffer.concat([Buffer.from(signed.signatures), built]);
     },
+    lookups: () => dns.queries.length,
     close: () => dns.close(),
   };
 }

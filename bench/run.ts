@@ -231,6 +231,7 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     for (const t of targets) logs[t.name] = t.log();
     await Promise.all(targets.map((t) => t.stop()));
+    if (auth) process.stdout.write(`authentication: ${auth.lookups()} DNS look-up(s) answered on 127.0.0.1\n`);
     await auth?.close();
   }
 
