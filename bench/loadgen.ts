@@ -39,6 +39,8 @@ export interface LoadOptions {
   serverTree?: boolean;
   /** Every this many ms, a fresh connection measures time to the 220 greeting. */
   probeIntervalMs?: number;
+  /** The message to send (ending with `.\r\n`) instead of one built from `size` (e.g. DKIM-signed: bench/auth.ts). */
+  message?: Buffer;
   /** Called with each 250 reply line after the data (e.g. to collect queue ids). */
   onAccepted?: (line: string) => void;
   /** Ends the run early, like the time limit (what is unfinished counts as failed). */
@@ -135,7 +137,7 @@ class Run {
     this.envelopeTimes = new Float64Array(o.messages);
     for (let i = 1; i <= o.rcpts; i++) this.rcpt.push(Buffer.from(`RCPT TO:<user${i}@${o.rcptDomain}>\r\n`));
     this.envelope = Buffer.concat([this.mail, ...this.rcpt, this.dataCmd]);
-    this.message = buildMessage(o.size, `user1@${o.rcptDomain}`);
+    this.message = o.message ?? buildMessage(o.size, `user1@${o.rcptDomain}`);
   }
 
   claim(): boolean {

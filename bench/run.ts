@@ -15,6 +15,7 @@ import { runLoad, type LoadOptions, type LoadResult } from './loadgen.ts';
 import { MODES, formatTable, ratios, summarize, type Mode, type RunRecord } from './report.ts';
 import { SCENARIOS, type Scenario, type Step } from './scenarios.ts';
 import { runSmtpSource } from './smtp-source.ts';
+import { startBenchAuth } from './auth.ts';
 import { BENCH, ROOT, TARGETS, startTarget, type Target, type TargetName } from './targets.ts';
 
 const USAGE = `Usage: npm run bench -- <scenario> [options]
@@ -35,6 +36,9 @@ Options:
   --client NAME        loadgen (default) or smtp-source (Postfix's; no pipelining, no latencies)
   --pipelining         pipeline MAIL/RCPT/DATA in every step
   --serve-args "…"     more flags for \`smtp-receive serve\` (e.g. "--inline-max 0")
+  --auth               smtp-receive authenticates every message (SPF, DKIM, DMARC; serve --auth on,
+                       DNS answered by a local server); the messages are DKIM-signed (bench/auth.ts).
+                       Default: serve --auth off
   --built              run the built CLI (bin/smtp-receive.js, dist/ as it is) instead of src/ under tsx
   --max-minutes N      stop everything after N minutes (default 30)
 `;
@@ -51,6 +55,8 @@ interface RunOptions {
   serveArgs: string[];
   built: boolean;
   maxMinutes: number;
+  /** smtp-receive authenticates (serve --auth on, DNS answered locally), messages DKIM-signed. */
+  auth: boolean;
 }
 
 function parse(argv: string[]): { scenario: Scenario; o: RunOptions } {
@@ -61,7 +67,7 @@ function parse(argv: string[]): { scenario: Scenario; o: RunOptions } {
       quick: { type: 'boolean', default: false }, 'receive-only': { type: 'boolean', default: false }, compare: { type: 'string' }, rounds: { type: 'string' },
       sessions: { type: 'string' }, messages: { type: 'string' }, client: { type: 'string', default: 'loadgen' },
       pipelining: { type: 'boolean', default: false }, 'serve-args': { type: 'string' }, built: { type: 'boolean', default: false },
-      'max-minutes': { type: 'string', default: '30' }, help: { type: 'boolean', short: 'h' },
+      'max-minutes': { type: 'string', default: '30' }, auth: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (v.help) {
@@ -76,6 +82,7 @@ function parse(argv: string[]): { scenario: Scenario; o: RunOptions } {
   if (compare.length && !scenario.comparable) throw new UsageError(`the ${scenario.name} scenario runs smtp-receive only (no --compare)`);
   if (v.client !== 'loadgen' && v.client !== 'smtp-source') throw new UsageError('--client: loadgen or smtp-source');
   if (v.client === 'smtp-source' && scenario.steps(true).some((s) => s.load.probeIntervalMs)) throw new UsageError(`--client smtp-source cannot run ${scenario.name}`);
+  if (v.auth && v.client === 'smtp-source') throw new UsageError('--auth needs --client loadgen (the messages are DKIM-signed)');
   const list = (s: string | undefined): number[] | undefined => s?.split(',').map(Number);
   const rounds = v.rounds ? Number(v.rounds) : compare.length ? (v.quick ? 3 : 5) : 1;
   return {
@@ -84,7 +91,7 @@ function parse(argv: string[]): { scenario: Scenario; o: RunOptions } {
       quick: v.quick, receiveOnly: v['receive-only'], targets: ['smtp-receive', ...(compare as TargetName[])], rounds,
       sessions: list(v.sessions), messages: v.messages ? Number(v.messages) : undefined,
       client: v.client, pipelining: v.pipelining, serveArgs: v['serve-args']?.split(/\s+/).filter(Boolean) ?? [],
-      built: v.built, maxMinutes: Number(v['max-minutes']),
+      built: v.built, maxMinutes: Number(v['max-minutes']), auth: v.auth,
     },
   };
 }
@@ -104,12 +111,14 @@ function steps(scenario: Scenario, o: RunOptions): Step[] {
   }));
 }
 
-function load(step: Step, target: Target, timeoutMs: number, mode: Mode, messages?: number): LoadOptions {
+function load(step: Step, target: Target, timeoutMs: number, mode: Mode, messages?: number, message?: Buffer): LoadOptions {
   // end to end: the run lasts until the server's queue is empty (every accepted message delivered)
   const untilDelivered = mode === 'end-to-end' && target.delivers ? () => target.untilDelivered(timeoutMs) : undefined;
   return {
     host: '127.0.0.1', port: target.port, rcptDomain: 'localhost', timeoutMs, serverPid: target.pid, serverTree: target.tree,
     ...step.load, ...(messages === undefined ? {} : { messages }), untilDelivered,
+    // the signed message goes to smtp-receive only (another target would not check it)
+    ...(message && target.name === 'smtp-receive' ? { message } : {}),
   };
 }
 
@@ -183,10 +192,12 @@ async function main(argv: string[]): Promise<number> {
   const targets: Target[] = [];
   const records: RunRecord[] = [];
   const logs: Record<string, { lines: number; tail: string }> = {};
+  const auth = o.auth ? await startBenchAuth() : undefined;
+  if (auth) process.stdout.write('authentication on: serve --auth on, DNS answered on 127.0.0.1, messages DKIM-signed (bench/auth.ts)\n');
   try {
     for (const name of o.targets) {
       targets.push(await startTarget(name, {
-        maxSeconds: o.maxMinutes * 60 + 60, receiver, serveArgs: o.serveArgs, built: o.built,
+        maxSeconds: o.maxMinutes * 60 + 60, receiver, serveArgs: [...o.serveArgs, ...(auth ? auth.serveArgs : [])], built: o.built,
       }));
     }
     for (const step of plan) {
@@ -194,9 +205,10 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${step.label}: skipped (smtp-source does not pipeline)\n`);
         continue;
       }
+      const signed = auth ? await auth.message(step.load.size, 'user1@localhost') : undefined;
       if (scenario.warmup !== false) { // warm-up (JIT, process pools), not recorded
         for (const t of targets) {
-          await client(load(step, t, scenario.runTimeoutMs, mode, Math.min(step.load.messages, Math.max(step.load.sessions * 2, 200))));
+          await client(load(step, t, scenario.runTimeoutMs, mode, Math.min(step.load.messages, Math.max(step.load.sessions * 2, 200)), signed));
           await settle(t, mode, scenario.runTimeoutMs);
         }
       }
@@ -204,7 +216,7 @@ async function main(argv: string[]): Promise<number> {
         const order = round % 2 ? targets : [...targets].reverse();
         for (const t of order) {
           await t.loopDelay(); // start the event-loop delay histogram afresh
-          const result: LoadResult = await client(load(step, t, scenario.runTimeoutMs, mode));
+          const result: LoadResult = await client(load(step, t, scenario.runTimeoutMs, mode, undefined, signed));
           const loopDelayMs = await t.loopDelay();
           await settle(t, mode, scenario.runTimeoutMs);
           records.push({ step: step.label, target: t.name, round, result, loopDelayMs });
@@ -219,6 +231,8 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     for (const t of targets) logs[t.name] = t.log();
     await Promise.all(targets.map((t) => t.stop()));
+    if (auth) process.stdout.write(`authentication: ${auth.lookups()} DNS look-up(s) answered on 127.0.0.1\n`);
+    await auth?.close();
   }
 
   const summaries = summarize(records);

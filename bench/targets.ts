@@ -188,9 +188,11 @@ export async function startTarget(name: TargetName, o: TargetOptions): Promise<T
     const metricsPort = name === 'smtp-receive-metrics' ? await freePort() : undefined;
     // no receiver chosen (--receive-only): --no-runner, so messages stay queued (serve's default Maildir receiver would deliver into ./mail)
     const chosen = !!o.receiver || (o.serveArgs ?? []).some((a) => /^--(receiver|maildir|webhook|relay)\b/.test(a));
+    // authentication off unless asked for (bench/auth.ts): like Postfix without milters, and no look-ups to the machine's DNS
+    const auth = (o.serveArgs ?? []).includes('--auth') ? [] : ['--auth', 'off'];
     // every bench session comes from 127.0.0.1: no per-address limit beyond the overall one
     const args = ['--listen', `127.0.0.1:${port}`, '--queue', join(dir, 'queue'), '--no-reverse-dns', '--max-clients-per-ip', '0',
-      '--hostname', 'bench.invalid', ...(o.receiver ? ['--receiver', o.receiver] : []), ...(chosen ? [] : ['--no-runner']), ...(o.serveArgs ?? []),
+      '--hostname', 'bench.invalid', ...(o.receiver ? ['--receiver', o.receiver] : []), ...(chosen ? [] : ['--no-runner']), ...auth, ...(o.serveArgs ?? []),
       '--metrics', metricsPort ? `127.0.0.1:${metricsPort}` : 'off'];
     // like Prometheus, a bit more often than usual: one scrape a second (a failed one is retried the next second)
     if (metricsPort) {

@@ -23,6 +23,7 @@ export type {
   ClientInfo, SessionInfo, MessageFields, MessageSnapshot, MessageBody, MailFromVerdict, RcptVerdict, ReceiverConfig,
   FailedRecipient, AuthCredentials, AuthVerdict, TlsInfo,
 } from './core/types.ts';
+export type { AuthResult, AuthenticationVerdict, MessageAuth } from './core/auth.ts';
 export { failRecipient } from './core/failures.ts';
 // the built-in receivers: light modules (the relay loads nodemailer only when it delivers)
 export { MaildirReceiver, maildirFolder, type MaildirOptions } from './receivers/maildir.ts';

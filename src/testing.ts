@@ -7,6 +7,8 @@
  * The metrics listener is off unless `metrics` asks for one (e.g. '127.0.0.1:0').
  * Its log is quiet (warnings and errors) unless `logLevel` or SMTP_RECEIVE_LOG
  * asks for more.
+ * Authentication is off unless asked for (`auth: true`, with `dnsServers`):
+ * a test should not depend on the machine's DNS.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,7 +28,7 @@ export async function startTestServer(options: ServeOptions & { keepQueue?: bool
   let server: RunningServer;
   try {
     server = await startServer({
-      host: '127.0.0.1', port: 0, reverseDns: false, hostname: 'test.invalid', workers: 1, metrics: false,
+      host: '127.0.0.1', port: 0, reverseDns: false, hostname: 'test.invalid', workers: 1, metrics: false, auth: false,
       logLevel: process.env.SMTP_RECEIVE_LOG ? undefined : 'warn', ...rest, builtin, queueDir,
     });
   } catch (err) {

@@ -24,7 +24,10 @@ async function acceptedFlags(): Promise<Array<{ flag: string; type: 'string' | '
 }
 
 /** A value each string flag accepts. */
-const SAMPLE: Record<string, string> = { listen: '127.0.0.1:2525', receiver: './r.js', queue: './q', domain: 'example.net', hostname: 'mx.example.net' };
+const SAMPLE: Record<string, string> = {
+  listen: '127.0.0.1:2525', receiver: './r.js', queue: './q', domain: 'example.net', hostname: 'mx.example.net',
+  auth: 'off', 'dns-servers': '127.0.0.1:53,[::1]:53',
+};
 
 /** Args that keep a wrongly started daemon harmless: any free port, a temporary queue. */
 const safe = (): string[] => ['--listen', '127.0.0.1:0', '--queue', join(tmp, 'q'), '--no-reverse-dns', '--workers', '1'];

@@ -2,6 +2,8 @@
 import { createReadStream, existsSync, renameSync, writeFileSync } from 'node:fs';
 import { access, readFile, rename, writeFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import type { StoredHead } from './auth.ts';
+import { headedStream, materialize, readHeaded } from './head.ts';
 import type { MessageBody } from './types.ts';
 
 export class StoredBody implements MessageBody {
@@ -10,23 +12,27 @@ export class StoredBody implements MessageBody {
   /**
    * @param inline the stored bytes when the body is inline (undefined: a spooled file)
    * @param textFile the spool file, or where an inline body is written out on first `path()`
+   * @param head for a spooled body: what authentication put in place of its first bytes
    */
   constructor(
     private readonly inline: Buffer | undefined,
     readonly size: number,
     private readonly textFile: string,
+    private readonly head?: StoredHead,
   ) {}
 
   stream(): Readable {
-    return this.inline ? Readable.from([this.inline], { objectMode: false }) : createReadStream(this.textFile);
+    if (this.inline) return Readable.from([this.inline], { objectMode: false });
+    return this.head ? headedStream(this.textFile, this.head) : createReadStream(this.textFile);
   }
 
   async buffer(): Promise<Buffer> {
-    return this.inline ?? readFile(this.textFile);
+    if (this.inline) return this.inline;
+    return this.head ? readHeaded(this.textFile, this.head) : readFile(this.textFile);
   }
 
   path(): Promise<string> {
-    if (!this.inline) return Promise.resolve(this.textFile);
+    if (!this.inline) return Promise.resolve().then(() => this.pathSync());
     this.written ??= writeOut(this.textFile, this.inline);
     return this.written;
   }
@@ -36,7 +42,11 @@ export class StoredBody implements MessageBody {
    * the message in a worker thread (never on the main thread).
    */
   pathSync(): string {
-    if (this.inline && !existsSync(this.textFile)) {
+    if (!this.inline) {
+      if (this.head) materialize(this.textFile, this.head, tmpName(this.textFile));
+      return this.textFile;
+    }
+    if (!existsSync(this.textFile)) {
       const tmp = tmpName(this.textFile);
       writeFileSync(tmp, this.inline, { flag: 'wx' });
       renameSync(tmp, this.textFile);

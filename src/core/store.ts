@@ -22,6 +22,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { events } from './events.ts';
+import type { StoredHead } from './auth.ts';
 import { QueueLock, type OwnerRole } from './lock.ts';
 import type { MessageSnapshot } from './types.ts';
 
@@ -61,6 +62,8 @@ export interface QueueRecord {
   lease?: Lease;
   /** The queue lifetime counts from here (requeue resets it); default: `msg.time`. */
   lifetimeFrom?: number;
+  /** What authentication put in place of the first stored bytes (our Authentication-Results header). */
+  head?: StoredHead;
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 import type { BuiltinReceiver } from '../receivers/index.ts';
 import type { LogLevel } from './log.ts';
+import type { MessageAuth, StoredHead } from './auth.ts';
 import type { ReplyData } from './reply.ts';
 import type { MessageSnapshot } from './types.ts';
 
@@ -21,6 +22,20 @@ export interface WorkerSetup {
   lockFd: number;
   /** The main thread's log level (default: SMTP_RECEIVE_LOG's). */
   logLevel?: LogLevel;
+  /** Authenticate each message (SPF, DKIM, DMARC, ARC) before predeliver; undefined: off. */
+  auth?: AuthSettings;
+}
+
+/** How the workers authenticate messages (src/workers/auth.ts). */
+export interface AuthSettings {
+  /** DNS servers (`IP` or `IP:PORT`, `[IPv6]:PORT`); empty: the system's. */
+  dnsServers: string[];
+  /** Time limit of one DNS look-up, ms. */
+  lookupTimeout: number;
+  /** Time limit of all the look-ups of one message, ms. */
+  messageTimeout: number;
+  /** Refuse (550 5.7.1) a message that fails DMARC where the domain's policy is reject. */
+  dmarcReject: boolean;
 }
 
 /**
@@ -35,11 +50,15 @@ export interface PredeliverTask {
   message: MessageSnapshot;
   /** The stored bytes of an inline body (not yet in LMDB at predeliver time). */
   inline?: Uint8Array;
+  /** Length of our trace headers at the top of the stored bytes (authentication reads what follows). */
+  traceLength: number;
 }
 
 export type PredeliverResult =
-  | { ok: true }
-  | { ok: false; reply: ReplyData; internal: false }
+  /** With authentication on: the verdicts, and the head of the stored message that carries our header. */
+  | { ok: true; auth?: MessageAuth; head?: StoredHead }
+  /** `reason` labels a refusal of our own (e.g. 'dmarc') for events; a receiver's has none. */
+  | { ok: false; reply: ReplyData; internal: false; reason?: string }
   /** The hook failed: `error` (with its stack) is for the log only. */
   | { ok: false; reply: ReplyData; internal: true; error: string };
 
@@ -48,6 +67,8 @@ export interface DeliverTask {
   message: MessageSnapshot;
   /** Inline bodies are read from LMDB by the worker itself. */
   storage: 'inline' | 'file';
+  /** What authentication put in place of the first stored bytes (QueueRecord.head). */
+  head?: StoredHead;
   /** Recipients already known to be delivered. */
   delivered: string[];
   /** Attempts before this one. */

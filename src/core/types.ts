@@ -1,5 +1,6 @@
 /** Types shared by the main thread, the workers and user receivers. */
 import type { Readable } from 'node:stream';
+import type { MessageAuth } from './auth.ts';
 import type { ReplyData, SmtpReply } from './reply.ts';
 
 /** The connecting client, as `checkAccess` sees it. */
@@ -80,6 +81,8 @@ export interface MessageFields {
   lastRun?: number;
   /** Recipients that failed for good (set through `failRecipient` in deliver); they count as done. */
   failed?: FailedRecipient[];
+  /** SPF, DKIM, DMARC and ARC verdicts, computed before predeliver (absent with authentication off). */
+  auth?: MessageAuth;
 }
 
 /** A recipient that failed for good: the next hop's 5xx reply, and when. */

@@ -6,6 +6,7 @@
 import { unlink } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { SMTPServerSession } from 'smtp-server';
+import type { StoredHead } from '../core/auth.ts';
 import { protocolName, traceHeaders } from '../core/headers.ts';
 import { events } from '../core/events.ts';
 import { newId } from '../core/id.ts';
@@ -103,9 +104,12 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
 
   // an inline body has a file too once predeliver asked for body.path(): remove it either way
   const discard = (): Promise<void> => unlink(textFile).catch(() => {});
-  if (ctx.hooks.predeliver) {
+  let head: StoredHead | undefined;
+  // authentication (on by default) runs in the same task, before predeliver
+  if (ctx.hooks.predeliver || ctx.opts.auth) {
     const started = performance.now();
-    const result = await ctx.pool.run({ kind: 'predeliver', message, inline }, ctx.opts.predeliverTimeout);
+    const limit = ctx.opts.predeliverTimeout + (ctx.opts.auth ? ctx.opts.authTimeout : 0);
+    const result = await ctx.pool.run({ kind: 'predeliver', message, inline, traceLength: header.length }, limit);
     const outcome = result.ok ? 'accept' : isPoolFailure(result) ? (result.pool === 'crashed' ? 'error' : result.pool)
       : result.internal ? 'error' : 'reject';
     if (events.predeliver.hasSubscribers) events.predeliver.publish({ id, outcome, ms: performance.now() - started });
@@ -117,12 +121,18 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
         return refusal(Replies.localError, 'predeliver', result.pool === 'timeout' ? 'hook-timeout' : 'hook-error', id, to);
       }
       if (result.internal) log.error('predeliver %s failed: %s', id, result.error);
-      return refusal(SmtpReply.fromData(result.reply), 'predeliver', result.internal ? 'hook-error' : 'receiver', id, to);
+      return refusal(SmtpReply.fromData(result.reply), 'predeliver', result.internal ? 'hook-error' : (result.reason ?? 'receiver'), id, to);
+    }
+    if (result.auth && result.head) {
+      message.auth = result.auth;
+      message.size += result.head.bytes.length - result.head.cut;
+      head = result.head;
     }
   }
   const record: QueueRecord = {
     v: 1, msg: message, state: 'queued', storage: inline ? 'inline' : 'file', attempts: 0, nextAttempt: time,
   };
+  if (head) record.head = head;
   // the first delivery attempt starts at once when the runner has room: the record is written already leased
   const lease = ctx.opts.immediate ? ctx.runner?.reserve() : undefined;
   if (lease) record.lease = lease;

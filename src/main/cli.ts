@@ -3,6 +3,7 @@
  * (runqueue, showqueue, queue operations) live in their own modules.
  */
 import { log } from '../core/log.ts';
+import { authFlags } from './auth-options.ts';
 import { builtinFromFlags, OptionError, type ServeOptions } from './options.ts';
 import { formatAddress, startServer } from './server.ts';
 import { CommandUsageError, wholeNumber, parseCommandArgs } from './command.ts';
@@ -97,6 +98,14 @@ Options:
                            path of a Unix datagram socket; a receiver whose doSyslog() is true sends
                            to /dev/log without it
   --syslog-facility NAME   syslog facility: mail (default), daemon, user, local0 … local7
+  --auth MODE              on (the default) or off: SPF, DKIM, DMARC and ARC verdicts for each message,
+                           computed in the workers: message.auth and an Authentication-Results header
+  --dmarc-reject           refuse (550 5.7.1) a message that fails DMARC where the domain's policy
+                           is reject (default: accept it and mark the verdict)
+  --dns-servers LIST       DNS servers for authentication, IP[:PORT],... ([IPv6]:PORT; default: the system's)
+  --auth-dns-timeout MS    time limit of one authentication DNS look-up (default 2000)
+  --auth-timeout MS        time limit of all the look-ups of one message; later ones give
+                           temperror, never a refusal (default 5000)
   -h, --help               show this help
 
 Signals:
@@ -144,6 +153,8 @@ export const SERVE_FLAGS = {
   'require-tls': { type: 'boolean' }, 'allow-insecure-auth': { type: 'boolean' },
   metrics: { type: 'string' },
   'proxy-from': { type: 'string', multiple: true }, 'proxy-timeout': { type: 'string' },
+  auth: { type: 'string' }, 'dmarc-reject': { type: 'boolean' }, 'dns-servers': { type: 'string' },
+  'auth-dns-timeout': { type: 'string' }, 'auth-timeout': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -210,6 +221,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     logLevel: v['log-level'] as ServeOptions['logLevel'],
     syslog: v.syslog,
     syslogFacility: v['syslog-facility'],
+    ...authFlags(v),
   };
 }
 
@@ -226,6 +238,7 @@ const FLAG: Record<string, string> = {
   tlsKey: 'tls-key', tlsCert: 'tls-cert', tlsHost: 'listen-tls', tlsPort: 'listen-tls', requireTls: 'require-tls',
   proxyFrom: 'proxy-from', proxyTimeout: 'proxy-timeout',
   logFormat: 'log-format', logLevel: 'log-level', syslogFacility: 'syslog-facility',
+  dnsServers: 'dns-servers', authDnsTimeout: 'auth-dns-timeout', authTimeout: 'auth-timeout',
   'maildir.root': 'maildir', 'webhook.url': 'webhook', 'webhook.secret': 'webhook-secret',
   'webhook.timeout': 'webhook-timeout', 'relay.host': 'relay', 'relay.port': 'relay', 'relay.timeout': 'relay-timeout',
 };

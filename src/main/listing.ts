@@ -6,6 +6,7 @@
  * both list from here; showqueue.ts formats.
  */
 import { readFile } from 'node:fs/promises';
+import { readHeaded, spliceInline } from '../core/head.ts';
 import type { QueueRecord, QueueStore } from '../core/store.ts';
 
 export type ListItem = { record: QueueRecord; body?: Buffer } | { missing: string };
@@ -16,10 +17,10 @@ async function withBody(store: QueueStore, record: QueueRecord): Promise<ListIte
   if (record.storage === 'inline') {
     const inline = store.getInlineBody(record.msg.id);
     // gone between the two reads: delivered or deleted meanwhile
-    return inline ? { record, body: Buffer.from(inline) } : undefined;
+    return inline ? { record, body: record.head ? spliceInline(inline, record.head) : Buffer.from(inline) } : undefined;
   }
   try {
-    return { record, body: await readFile(record.msg.textFile) };
+    return { record, body: record.head ? await readHeaded(record.msg.textFile, record.head) : await readFile(record.msg.textFile) };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !store.has(record.msg.id)) return undefined;
     throw err;

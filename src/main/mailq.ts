@@ -104,6 +104,7 @@ export function jsonEntry(m: ListedMessage, body?: Buffer): string {
     helo: r.msg.helo,
     peer_addr: r.msg.peerAddr,
   };
+  if (r.msg.auth) out.auth = r.msg.auth;
   if (body) out.body_b64 = body.toString('base64');
   return `${JSON.stringify(out)}\n`;
 }

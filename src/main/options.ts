@@ -1,4 +1,5 @@
 /** Options of `serve`: one typed object, checked once at start-up with errors that name the option. */
+import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import type { BuiltinReceiver } from '../receivers/index.ts';
 import { envLogLevel, isLogLevel, type LogLevel } from '../core/log.ts';
@@ -111,6 +112,16 @@ export interface ServeOptions extends TlsServeOptions {
   syslog?: string;
   /** Syslog facility name (mail, daemon, local0 … local7 …). @default 'mail' */
   syslogFacility?: string;
+  /** SPF, DKIM, DMARC and ARC verdicts for each message (`message.auth`, an Authentication-Results header). @default true */
+  auth?: boolean;
+  /** Refuse with 550 5.7.1 a message that fails DMARC where the domain's policy is reject. @default false */
+  dmarcReject?: boolean;
+  /** DNS servers for authentication, `IP` or `IP:PORT` (`[IPv6]:PORT`). @default the system's */
+  dnsServers?: string[];
+  /** Time limit of one authentication DNS look-up, ms. @default 2000 */
+  authDnsTimeout?: number;
+  /** Time limit of all the authentication DNS look-ups of one message, ms (later ones give temperror). @default 5000 */
+  authTimeout?: number;
 }
 
 type Optional = 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup' | 'logStream' | 'syslog';
@@ -150,6 +161,7 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
   if (o.syslogFacility !== undefined && !Object.hasOwn(FACILITIES, o.syslogFacility)) {
     throw new OptionError('syslogFacility', `must be one of ${Object.keys(FACILITIES).join(', ')}, got ${JSON.stringify(o.syslogFacility)}`);
   }
+  const dnsServers = (o.dnsServers ?? []).map(checkDnsServer);
   return {
     receiverPath: o.receiverPath,
     builtin: o.receiverPath ? undefined : o.builtin ?? { kind: 'maildir' },
@@ -198,6 +210,11 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     logStream: o.logStream,
     syslog: o.syslog,
     syslogFacility: o.syslogFacility ?? 'mail',
+    auth: o.auth ?? true,
+    dmarcReject: o.dmarcReject ?? false,
+    dnsServers,
+    authDnsTimeout: int('authDnsTimeout', o.authDnsTimeout ?? 2000, 1, 60_000),
+    authTimeout: int('authTimeout', o.authTimeout ?? 5000, 1, 300_000),
   };
 }
 
@@ -213,6 +230,17 @@ function proxyFrom(entries: string[]): string[] {
   } catch (err) {
     throw new OptionError('proxyFrom', (err as Error).message);
   }
+}
+
+/** A DNS server: `IP`, `IP:PORT` or `[IPv6]:PORT` (node:dns's form). */
+function checkDnsServer(v: string): string {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+))(?::(\d{1,5}))?$|^([0-9a-fA-F:]*:[0-9a-fA-F:.]*)$/.exec(v);
+  const ip = m?.[1] ?? m?.[2] ?? m?.[4];
+  const port = m?.[3] === undefined ? 53 : Number(m[3]);
+  if (!ip || !isIP(ip) || port < 1 || port > 65535) {
+    throw new OptionError('dnsServers', `expected IP or IP:PORT (e.g. 127.0.0.1:53, [::1]:53 or ::1), got ${JSON.stringify(v)}`);
+  }
+  return v;
 }
 
 /** The flags of `serve` that choose and configure a built-in receiver. */

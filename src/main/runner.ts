@@ -242,7 +242,7 @@ export class QueueRunner {
       : undefined;
     try {
       const result = await this.pool.run({
-        kind: 'deliver', message: record.msg, storage: record.storage,
+        kind: 'deliver', message: record.msg, storage: record.storage, head: record.head,
         delivered: record.delivered ?? [], attempts: record.attempts,
       }, this.deliverTimeout);
       if (result.ok && result.done) {

@@ -20,6 +20,7 @@ import { proxyMatcher } from './proxy-from.ts';
 import { OptionError, resolveOptions, type ResolvedOptions, type ServeOptions } from './options.ts';
 import { ReceiverOptionError } from '../receivers/options.ts';
 import { WorkerPool } from './pool.ts';
+import { authSettings } from './auth-options.ts';
 import { QueueRunner } from './runner.ts';
 import { deliveryPass } from './runqueue.ts';
 import { onClose, onConnect, onMailFrom, onRcptTo } from './session.ts';
@@ -109,7 +110,10 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     await receiver.prestart(receiver.config).catch((err: unknown) => { throw named(err); });
 
     pool = new WorkerPool(
-      { receiverPath, builtin, queueDir, domains: opts.domains, hostname: opts.hostname, lockFd: lock.fd, logLevel: opts.logLevel },
+      {
+        receiverPath, builtin, queueDir, domains: opts.domains, hostname: opts.hostname, lockFd: lock.fd,
+        logLevel: opts.logLevel, auth: authSettings(opts),
+      },
       { size: opts.workers, maxQueue: opts.workerQueue },
     );
     const started = pool;

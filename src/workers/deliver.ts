@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import { StoredBody } from '../core/body.ts';
 import { failedSet, failureReply } from '../core/failures.ts';
+import { spliceInline } from '../core/head.ts';
 import { overrides } from '../core/load.ts';
 import { log } from '../core/log.ts';
 import { Message } from '../core/message.ts';
@@ -55,11 +56,14 @@ export async function deliverOnce(receiver: Receiver, store: QueueStore, task: D
     store.refresh(); // committed by the main thread after this worker's last read
     inline = store.getInlineBody(task.message.id);
     if (!inline) throw new Error(`message ${task.message.id}: inline body missing from the queue`);
-    inline = Buffer.from(inline); // lmdb may reuse the buffer it returned
+    // lmdb may reuse the buffer it returned; our Authentication-Results header goes on top
+    inline = task.head ? spliceInline(inline, task.head) : Buffer.from(inline);
   }
   const message = new Message(task.message);
-  const body = new StoredBody(inline, message.size, textFile);
-  if (inline) exposeTextFile(message, body);
+  const head = inline ? undefined : task.head;
+  const body = new StoredBody(inline, message.size, textFile, head);
+  // the path of an inline body is written on first use; a spooled one gets its head written in
+  if (inline || head) exposeTextFile(message, body);
   const customCheck = overrides(receiver, 'isDelivered');
   const delivered = new Set(task.delivered);
   // recipients failed for good (by an earlier attempt) count as done

@@ -6,6 +6,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readHeaded, spliceInline } from '../../src/core/head.ts';
 import type { QueueRecord, QueueStore } from '../../src/core/store.ts';
 import { findDaemon } from '../../src/main/control-client.ts';
 
@@ -17,7 +18,9 @@ export interface Stored {
 export async function storedMessage(store: QueueStore, id: string): Promise<Stored | undefined> {
   const record = store.get(id);
   if (!record) return undefined;
-  const bytes = record.storage === 'inline' ? store.getInlineBody(id)! : await readFile(record.msg.textFile);
+  // as readers see it: with the head authentication put on top (src/core/head.ts)
+  const bytes = record.storage === 'inline' ? spliceInline(store.getInlineBody(id)!, record.head)
+    : record.head ? await readHeaded(record.msg.textFile, record.head) : await readFile(record.msg.textFile);
   return { record, bytes: Buffer.from(bytes) };
 }
 
@@ -67,8 +70,9 @@ export async function daemonRecord(queueDir: string, id: string): Promise<QueueR
 }
 
 /**
- * The stored bytes after the trace headers we prepend: the one `Received:`
- * header (with its folded lines), then any `X-Envelope-To:` lines.
+ * The stored bytes after the headers we prepend: our Authentication-Results
+ * header when authentication is on (with its folded lines), the one `Received:`
+ * header, then any `X-Envelope-To:` lines.
  */
 export function afterTraceHeaders(bytes: Buffer): Buffer {
   const lineEnd = (from: number): number => {
@@ -76,8 +80,13 @@ export function afterTraceHeaders(bytes: Buffer): Buffer {
     if (eol < 0) throw new Error('stored message ends inside the trace headers');
     return eol + 2;
   };
-  if (!bytes.subarray(0, 9).equals(Buffer.from('Received:'))) throw new Error('stored message does not start with Received:');
-  let pos = lineEnd(0);
+  let pos = 0;
+  if (bytes.subarray(0, 23).equals(Buffer.from('Authentication-Results:'))) {
+    pos = lineEnd(0);
+    while (bytes[pos] === 0x20 || bytes[pos] === 0x09) pos = lineEnd(pos);
+  }
+  if (!bytes.subarray(pos, pos + 9).equals(Buffer.from('Received:'))) throw new Error('stored message does not start with Received:');
+  pos = lineEnd(pos);
   while (bytes[pos] === 0x09) pos = lineEnd(pos); // folded lines of Received: start with a tab
   while (bytes.subarray(pos, pos + 14).toString('latin1') === 'X-Envelope-To:') pos = lineEnd(pos);
   return bytes.subarray(pos);
