@@ -4,7 +4,6 @@
  */
 import type { QueueStore } from '../../core/store.ts';
 import type { WorkerPool } from '../pool.ts';
-import { startMetricsServer } from './http.ts';
 import type { MetricsAddress } from './address.ts';
 
 export interface Monitoring {
@@ -36,8 +35,8 @@ export function readiness(parts: MonitoredParts, shuttingDown: boolean): string[
 }
 
 export async function startMonitoring(address: MetricsAddress, parts: MonitoredParts): Promise<Monitoring> {
-  // prom-client loads only now: with --metrics off a process never pays for it (~0.1–0.6 s of start-up)
-  const { createMetrics } = await import('./registry.ts');
+  // prom-client and node:http load only now: with --metrics off a process never pays for them (~0.1–0.6 s of start-up)
+  const [{ createMetrics }, { startMetricsServer }] = await Promise.all([import('./registry.ts'), import('./http.ts')]);
   const metrics = createMetrics(parts);
   let shuttingDown = false;
   const notReady = (): string[] => readiness(parts, shuttingDown);
