@@ -2,7 +2,8 @@
  * /readyz follows real conditions: 503 while no worker of the pool is ready
  * (a hung predeliver got its worker terminated, and the replacement is still
  * loading the receiver module) and 200 again once it is; 503 once the queue
- * store is closed. A busy metrics port stops `serve` with an error naming --metrics.
+ * store is closed, and while the server shuts down. A busy metrics port stops
+ * `serve` with an error naming --metrics.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -68,6 +69,25 @@ describe('readiness', () => {
     } finally {
       await server.stop();
     }
+  });
+
+  it('503 "shutting down" while the server stops, before the listener goes', async () => {
+    const server = await startTestServer({ metrics: '127.0.0.1:0' });
+    const port = server.metricsPort!;
+    // a session still open holds the stop at its first step (smtp-server waits for it, up to 5 s)
+    const c = await RawClient.ready(server.port);
+    const stopping = server.stop();
+    try {
+      const r = await until(async () => {
+        const res = await scrape(port, '/readyz');
+        return res.status === 503 ? res : undefined;
+      }, '/readyz to say 503');
+      assert.match(r.text, /shutting down/);
+    } finally {
+      await c.quit();
+      await stopping;
+    }
+    await assert.rejects(scrape(port, '/healthz'), 'the listener is closed once the server has stopped');
   });
 
   it('a busy metrics port stops serve with an error naming --metrics', async () => {
