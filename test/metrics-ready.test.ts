@@ -2,16 +2,20 @@
  * /readyz follows real conditions: 503 while no worker of the pool is ready
  * (a hung predeliver got its worker terminated, and the replacement is still
  * loading the receiver module) and 200 again once it is; 503 once the queue
- * store is closed. A busy metrics port stops `serve` with an error naming --metrics.
+ * store is closed; while the queue's file system is full (under 1 MiB free) and
+ * back once space is freed; and while the server shuts down. A busy metrics port stops
+ * `serve` with an error naming --metrics.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { startTestServer } from '../src/testing.ts';
+import { deleteMessages } from '../src/core/queue-ops.ts';
+import { startTestServer, type TestServer } from '../src/testing.ts';
 import { runCli } from './helpers/cli.ts';
 import { scrape, until } from './helpers/metrics.ts';
 import { RawClient, queuedId } from './helpers/smtp.ts';
@@ -68,6 +72,60 @@ describe('readiness', () => {
     } finally {
       await server.stop();
     }
+  });
+
+  it('503 while the queue\'s file system is full, 200 once space is freed (a 3 MiB tmpfs; needs root)', async (t) => {
+    const mount = join(dir, 'full');
+    await mkdir(mount);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mount], { stdio: 'ignore' });
+    } catch {
+      return t.skip('cannot mount a tmpfs here (needs root)');
+    }
+    let server: TestServer | undefined;
+    try {
+      server = await startTestServer({ queueDir: join(mount, 'queue'), inlineMax: 0, metrics: '127.0.0.1:0' });
+      const port = server.metricsPort!;
+      assert.equal((await scrape(port, '/readyz')).status, 200);
+      const big = `Subject: big\r\n\r\n${`${'x'.repeat(998)}\r\n`.repeat(300)}`;
+      const queued: string[] = [];
+      const c = await RawClient.ready(server.port);
+      for (let i = 0; i < 50; i++) {
+        const r = await c.send('a@example.org', ['u@localhost'], big);
+        if (r.code !== 250) break;
+        queued.push(queuedId(r));
+      }
+      await c.quit();
+      const full = await scrape(port, '/readyz');
+      assert.equal(full.status, 503, full.text);
+      assert.match(full.text, /file system .* is full: \d+ KiB free/);
+      const r = await deleteMessages(server.store, queued);
+      assert.equal(r.changed.length, queued.length);
+      const back = await scrape(port, '/readyz');
+      assert.equal(back.status, 200, back.text);
+    } finally {
+      await server?.stop();
+      execFileSync('umount', [mount]);
+    }
+  });
+
+  it('503 "shutting down" while the server stops, before the listener goes', async () => {
+    const server = await startTestServer({ metrics: '127.0.0.1:0' });
+    const port = server.metricsPort!;
+    // a session still open holds the stop at its first step (smtp-server waits for it, up to 5 s)
+    const c = await RawClient.ready(server.port);
+    const stopping = server.stop();
+    try {
+      const r = await until(async () => {
+        const res = await scrape(port, '/readyz');
+        return res.status === 503 ? res : undefined;
+      }, '/readyz to say 503');
+      assert.match(r.text, /shutting down/);
+    } finally {
+      await c.quit();
+      await stopping;
+    }
+    await assert.rejects(scrape(port, '/healthz'), 'the listener is closed once the server has stopped');
   });
 
   it('a busy metrics port stops serve with an error naming --metrics', async () => {

@@ -2,8 +2,8 @@
  * The metrics listener, an HTTP server of its own (`serve --metrics HOST:PORT`):
  *   GET /metrics  Prometheus text format (the daemon's registry)
  *   GET /healthz  200 while the process is up
- *   GET /readyz   200 when it can take mail (listening, queue store open, a worker
- *                 ready); 503 with the reasons, one per line, otherwise
+ *   GET /readyz   200 when it can take mail (listening, queue store open with 1 MiB
+ *                 free, a worker ready); 503 with the reasons, one per line, otherwise
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
