@@ -332,7 +332,7 @@ try {
   const loopFile = join(dir, 'loop-delay.json');
   t = performance.now();
   const daemon = start(
-    ['serve', '--listen', `127.0.0.1:${port}`, '--queue', queueDir, '--no-reverse-dns', '--workers', '1', '--hostname', 'bench.invalid', '--no-runner', '--metrics', 'off'],
+    ['serve', '--listen', `127.0.0.1:${port}`, '--queue', queueDir, '--no-reverse-dns', '--workers', '1', '--hostname', 'bench.invalid', '--no-runner', '--metrics', 'off', '--auth', 'off'],
     { BENCH_LOOP_DELAY_FILE: loopFile, BENCH_EXIT_REPORT: join(dir, 'exit-serve.json') },
   );
   const daemonErr = tail(daemon);

@@ -54,7 +54,7 @@ async function startServe(): Promise<Serve> {
   starts.push(Date.now());
   const child = spawn(process.execPath, ['--import', GUARD, '--import', 'tsx', ...entry, 'serve',
     '--listen', `127.0.0.1:${port}`, '--queue', queueDir, '--receiver', join(BENCH, 'fixtures', 'soak-deliver.ts'),
-    '--no-reverse-dns', '--hostname', 'soak.invalid', '--workers', v.workers!, '--retry-min', '500', '--retry-max', '2000', '--deliver-timeout', '5000', '--metrics', 'off'], {
+    '--no-reverse-dns', '--hostname', 'soak.invalid', '--workers', v.workers!, '--retry-min', '500', '--retry-max', '2000', '--deliver-timeout', '5000', '--metrics', 'off', '--auth', 'off'], {
     cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, SOAK_DELIVERED: deliveredFile, SOAK_FAIL_EVERY: v['fail-every'], SOAK_SIZE: String(SIZE), BENCH_MAX_SECONDS: String(minutes * 60 + 600) },
   });
