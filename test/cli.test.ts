@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { parseListen, parseServeArgs } from '../src/main/cli.ts';
 import { runCli, spawnCli } from './helpers/cli.ts';
@@ -26,7 +27,7 @@ async function acceptedFlags(): Promise<Array<{ flag: string; type: 'string' | '
 /** A value each string flag accepts. */
 const SAMPLE: Record<string, string> = {
   listen: '127.0.0.1:2525', receiver: './r.js', queue: './q', domain: 'example.net', hostname: 'mx.example.net',
-  auth: 'off', 'dns-servers': '127.0.0.1:53,[::1]:53',
+  auth: 'off', 'dns-servers': '127.0.0.1:53,[::1]:53', 'webhook-secret-file': fileURLToPath(import.meta.url),
 };
 
 /** Args that keep a wrongly started daemon harmless: any free port, a temporary queue. */

@@ -42,7 +42,10 @@ describe('daemon delivery', () => {
     dir = await mkdtemp(join(tmpdir(), 'smtp-receive-delivery-'));
     logFile = join(dir, 'deliveries.log');
     process.env.DELIVER_LOG = logFile;
-    server = await startTestServer({ receiverPath: FLAKY, workers: 2, deliverTimeout: 2000, pollInterval: 50 });
+    // the time limit counts a task's wait for a worker too: after `exit` and `hang` the pool replaces two workers,
+    // and a replacement loading the fixture under tsx on a busy machine has taken over 2 s (the later message then
+    // ran past a 2 s limit); 6 s leaves room for that and still ends the hang soon
+    server = await startTestServer({ receiverPath: FLAKY, workers: 2, deliverTimeout: 6000, pollInterval: 50 });
   });
   after(async () => {
     await server.stop();
@@ -58,13 +61,13 @@ describe('daemon delivery', () => {
   for (const kind of ['exit', 'hang', 'never']) {
     it(`a deliver that ${kind === 'never' ? 'throws' : kind + 's'} leaves the message queued with error set; sessions go on`, async () => {
       const id = queuedId(await sendOne(server.port, `${kind}@localhost`));
-      await until(() => (server.store.get(id)?.attempts ?? 0) >= 1, 'the first attempt to be recorded');
+      await until(() => (server.store.get(id)?.attempts ?? 0) >= 1, 'the first attempt to be recorded', 30_000);
       const r = server.store.get(id)!;
       assert.equal(r.state, 'queued');
       assert.ok(r.msg.error, 'error recorded');
       assert.ok(r.nextAttempt > Date.now() + 60_000, 'retry scheduled minutes away (default backoff)');
       const next = queuedId(await sendOne(server.port, 'ok@localhost'));
-      await until(() => !server.store.has(next), 'a later message to be delivered');
+      await until(() => !server.store.has(next), 'a later message to be delivered', 30_000);
       await server.store.remove(id);
     });
   }

@@ -76,17 +76,32 @@ describe('smtp-receive serve --webhook and --relay', () => {
     });
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/mail`;
-    const p = spawnCli(['serve', ...safe('q-webhook'), '--webhook', url, '--webhook-secret', 's3cret', '--webhook-timeout', '5000']);
+    // the secret on the command line, and from a file (not visible in ps): the file's line end is not part of it
+    const secretFile = join(tmp, 'webhook-secret');
+    await writeFile(secretFile, 'f1le-secret\n', { mode: 0o600 });
+    const runs: Array<[string, string[]]> = [
+      ['s3cret', ['--webhook-secret', 's3cret']],
+      ['f1le-secret', ['--webhook-secret-file', secretFile]],
+    ];
     try {
-      const { port } = await p.ready();
-      const raw = testMessage('cli-webhook');
-      const id = await sendRaw(port, { from: 'sender@example.org', to: ['hook@localhost'] }, raw);
-      await until(() => bodies.length > 0, 'the POST', 20_000);
-      assert.equal(bodies[0]!.headers['x-smtp-receive-id'], id);
-      assert.deepEqual(afterTraceHeaders(bodies[0]!.body), raw);
-      assert.equal(verifyWebhookSignature('s3cret', bodies[0]!.headers, bodies[0]!.body), true);
+      for (const [secret, flags] of runs) {
+        bodies.length = 0;
+        const p = spawnCli(['serve', ...safe(`q-webhook-${flags[0]}`), '--webhook', url, ...flags, '--webhook-timeout', '5000']);
+        try {
+          const { port } = await p.ready();
+          assert.ok(!p.stderr.includes(secret) && !p.stdout.includes(secret), 'the secret is not printed');
+          const raw = testMessage('cli-webhook');
+          const id = await sendRaw(port, { from: 'sender@example.org', to: ['hook@localhost'] }, raw);
+          await until(() => bodies.length > 0, 'the POST', 20_000);
+          assert.equal(bodies[0]!.headers['x-smtp-receive-id'], id);
+          assert.deepEqual(afterTraceHeaders(bodies[0]!.body), raw);
+          assert.equal(verifyWebhookSignature(secret, bodies[0]!.headers, bodies[0]!.body), true, `signed with ${flags[0]}'s secret`);
+          assert.equal(verifyWebhookSignature(`${secret}\n`, bodies[0]!.headers, bodies[0]!.body), false);
+        } finally {
+          await p.kill();
+        }
+      }
     } finally {
-      await p.kill();
       http.closeAllConnections();
       await new Promise<void>((r) => http.close(() => r()));
     }
@@ -126,6 +141,8 @@ describe('smtp-receive serve: built-in receiver flags that make no sense exit 2,
       [['--maildir', './m', '--webhook-secret', 's'], /choose one built-in receiver \(--maildir or --webhook\)/],
       [['--webhook', 'ftp://example.net/'], /^smtp-receive: --webhook: expected an http\(s\) URL, got "ftp:\/\/example\.net\/"\n$/],
       [['--webhook-secret', 's'], /^smtp-receive: --webhook: missing: the http\(s\) URL to POST each message to\n$/],
+      [['--webhook', 'http://127.0.0.1:9/', '--webhook-secret-file', join(tmp, 'no-such-secret')], /^smtp-receive: --webhook-secret-file: cannot read .*no-such-secret: ENOENT/],
+      [['--webhook', 'http://127.0.0.1:9/', '--webhook-secret', 's', '--webhook-secret-file', file], /--webhook-secret, --webhook-secret-file: give the secret one way, not both/],
       [['--webhook', 'http://127.0.0.1:9/', '--webhook-timeout', 'soon'], /--webhook-timeout: expected a whole number, got "soon"/],
       [['--webhook', 'http://127.0.0.1:9/', '--webhook-timeout', '0'], /--webhook-timeout: must be a whole number of milliseconds/],
       [['--relay', 'a b:25'], /--relay: expected HOST or HOST:PORT/],

@@ -30,7 +30,9 @@ Options:
   --webhook URL            built-in webhook receiver: POST each message (message/rfc822,
                            envelope in X-Smtp-Receive-* headers) to URL; 2xx delivers it
   --webhook-secret SECRET  sign each request: X-Smtp-Receive-Signature, HMAC-SHA256
-                           (visible to other local users in ps; a receiver module can read a file)
+                           (visible to other local users in ps: prefer --webhook-secret-file)
+  --webhook-secret-file FILE
+                           the same, the secret read from FILE at start-up (one line)
   --webhook-timeout MS     time limit of one request (default 30000)
   --relay HOST[:PORT]      built-in relay: forward each message to this smarthost over SMTP
                            (port 25 by default); a 5xx fails that recipient for good
@@ -147,7 +149,7 @@ export const SERVE_FLAGS = {
   'retry-min': { type: 'string' }, 'retry-max': { type: 'string' }, 'max-lifetime': { type: 'string' },
   'shutdown-grace': { type: 'string' }, 'lock-wait': { type: 'string' }, 'control-group': { type: 'string' },
   'log-format': { type: 'string' }, 'log-level': { type: 'string' }, syslog: { type: 'string' }, 'syslog-facility': { type: 'string' },
-  maildir: { type: 'string' }, webhook: { type: 'string' }, 'webhook-secret': { type: 'string' },
+  maildir: { type: 'string' }, webhook: { type: 'string' }, 'webhook-secret': { type: 'string' }, 'webhook-secret-file': { type: 'string' },
   'webhook-timeout': { type: 'string' }, relay: { type: 'string' }, 'relay-timeout': { type: 'string' },
   'tls-key': { type: 'string' }, 'tls-cert': { type: 'string' }, 'listen-tls': { type: 'string' },
   'require-tls': { type: 'boolean' }, 'allow-insecure-auth': { type: 'boolean' },
@@ -168,7 +170,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
   const listenTls = v['listen-tls'] ? parseListen(v['listen-tls'], '--listen-tls') : undefined;
   const receiverPath = v.receiver ?? positionals[0];
   const builtin = builtinFromFlags({
-    maildir: v.maildir, webhook: v.webhook, 'webhook-secret': v['webhook-secret'],
+    maildir: v.maildir, webhook: v.webhook, 'webhook-secret': v['webhook-secret'], 'webhook-secret-file': v['webhook-secret-file'],
     'webhook-timeout': num('webhook-timeout', v['webhook-timeout']), relay: v.relay,
     'relay-timeout': num('relay-timeout', v['relay-timeout']),
   }, receiverPath);

@@ -1,4 +1,5 @@
 /** Options of `serve`: one typed object, checked once at start-up with errors that name the option. */
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import type { BuiltinReceiver } from '../receivers/index.ts';
@@ -248,6 +249,8 @@ export interface BuiltinFlags {
   maildir?: string;
   webhook?: string;
   'webhook-secret'?: string;
+  /** A file holding the secret (not visible in `ps` as --webhook-secret is). */
+  'webhook-secret-file'?: string;
   'webhook-timeout'?: number;
   relay?: string;
   'relay-timeout'?: number;
@@ -267,16 +270,31 @@ export function builtinFromFlags(f: BuiltinFlags, receiverModule: string | undef
   }
   const kinds = [
     f.maildir !== undefined && '--maildir',
-    (f.webhook ?? f['webhook-secret'] ?? f['webhook-timeout']) !== undefined && '--webhook',
+    (f.webhook ?? f['webhook-secret'] ?? f['webhook-secret-file'] ?? f['webhook-timeout']) !== undefined && '--webhook',
     (f.relay ?? f['relay-timeout']) !== undefined && '--relay',
   ].filter((k): k is string => !!k);
   if (kinds.length > 1) throw new CommandUsageError(`${given.join(', ')}: choose one built-in receiver (${kinds.join(' or ')}), not several`);
   if (kinds[0] === '--maildir') return { kind: 'maildir', options: { root: f.maildir } };
   if (kinds[0] === '--webhook') {
-    return { kind: 'webhook', options: { url: f.webhook!, secret: f['webhook-secret'], timeout: f['webhook-timeout'] } };
+    const secret = f['webhook-secret-file'] === undefined ? f['webhook-secret'] : secretFromFile(f['webhook-secret-file'], f['webhook-secret']);
+    return { kind: 'webhook', options: { url: f.webhook!, secret, timeout: f['webhook-timeout'] } };
   }
   const target = f.relay === undefined ? undefined : parseRelayTarget(f.relay);
   return { kind: 'relay', options: { host: target?.host!, port: target?.port, timeout: f['relay-timeout'] } };
+}
+
+/** `--webhook-secret-file FILE`: the secret is the file's text without its trailing line end. Read once at start-up. */
+function secretFromFile(file: string, alsoGiven: string | undefined): string {
+  if (alsoGiven !== undefined) throw new CommandUsageError('--webhook-secret, --webhook-secret-file: give the secret one way, not both');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CommandUsageError(`--webhook-secret-file: cannot read ${file}: ${(err as Error).message}`);
+  }
+  const secret = text.replace(/\r?\n$/, '');
+  if (secret.length === 0) throw new CommandUsageError(`--webhook-secret-file: ${file} is empty`);
+  return secret;
 }
 
 /** `--relay HOST`, `HOST:PORT` or `[IPv6]:PORT`. */
