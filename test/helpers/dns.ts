@@ -7,6 +7,8 @@
 import dns2 from 'dns2';
 
 const { Packet } = dns2;
+/** RFC 1035 RCODE 3, "no such name" (dns2 3.0.0 has Packet.RCODE at run time, not in its types). */
+const NXDOMAIN = 3;
 
 /** name (lower case, no trailing dot) → its TXT records, or 'silent'. */
 export type Zone = Map<string, string[] | 'silent'>;
@@ -42,7 +44,7 @@ export async function startDns(zone: Zone = new Map()): Promise<TestDns> {
       const records = zone.get(name);
       if (records === 'silent') return;
       if (!records) {
-        response.header.rcode = Packet.RCODE.NXDOMAIN;
+        response.header.rcode = NXDOMAIN;
       } else if (q.type === Packet.TYPE.TXT) {
         for (const text of records) {
           response.answers.push({ name: q.name, type: Packet.TYPE.TXT, class: Packet.CLASS.IN, ttl: 60, data: strings(text) } as unknown as (typeof response.answers)[number]);
