@@ -149,7 +149,7 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
   if (stats) stats.queued++;
   if (timed) {
     events.queued.publish({
-      id, from: message.from, rcpts: to.length, size: data.size, storage: record.storage,
+      id, from: message.from, rcpts: to.length, size: message.size, storage: record.storage,
       sessionId: session.id, remoteAddress: client.remoteAddress, peerHost: client.peerHost,
       eodMs: eod ? performance.now() - eod : 0,
     });

@@ -3,6 +3,7 @@
  * (runqueue, showqueue, queue operations) live in their own modules.
  */
 import { log } from '../core/log.ts';
+import { parseHostPort } from './address.ts';
 import { authFlags } from './auth-options.ts';
 import { builtinFromFlags, OptionError, type ServeOptions } from './options.ts';
 import { formatAddress, startServer } from './server.ts';
@@ -123,16 +124,14 @@ Environment:
 
 const num = wholeNumber;
 
-/** `HOST:PORT`, `[IPv6]:PORT`, `:PORT` (every IPv4 address, as HAProxy's `bind :25`), or a bare `PORT` (127.0.0.1). */
+/** `--listen` and `--listen-tls`: see parseHostPort. */
 export function parseListen(v: string, flag = '--listen'): { host: string; port: number } {
-  const m = /^(?:(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]*)):)?(\d{1,5})$/.exec(v);
-  if (!m || Number(m[3]) > 65535) {
+  const address = parseHostPort(v);
+  if (!address) {
     throw new CommandUsageError(`${flag}: expected HOST:PORT, [IPv6]:PORT, :PORT or PORT (e.g. 127.0.0.1:2525, [::1]:2525, :25), got ${JSON.stringify(v)}`);
   }
-  const host = m[1] ?? m[2];
-  return { host: host === undefined ? '127.0.0.1' : host === '' ? '0.0.0.0' : host, port: Number(m[3]) };
+  return address;
 }
-
 
 /** The flags `serve` takes (each documented in USAGE; a test checks both ways). */
 export const SERVE_FLAGS = {
