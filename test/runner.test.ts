@@ -165,3 +165,38 @@ describe('queue runner: a worker that fails', () => {
     });
   }
 });
+
+describe('queue runner: attempts go to the pool in batches', () => {
+  let r: Rig;
+  // one worker: the messages of a pass go out as one task
+  before(async () => { r = await rig(FLAKY, { deliverTimeout: 2000 }); });
+  after(async () => { await r.close(); });
+
+  // the five go out as one task (see the next test), so the worker the pool ends at the time limit ran them all
+  it('one message of a batch hangs: the others keep their outcomes, the hung one gets the time limit', async () => {
+    const ok = await Promise.all([0, 1, 2].map(() => enqueueTest(r.store, { to: ['ok@localhost'], time: r.clock.now })));
+    const never = await enqueueTest(r.store, { to: ['never@localhost'], time: r.clock.now });
+    const hang = await enqueueTest(r.store, { to: ['hang@localhost'], time: r.clock.now });
+    const s = await r.runner.runOnce();
+    assert.equal(s.attempted, 5);
+    assert.equal(s.delivered, 3, 'the quick ones were delivered although their worker was ended');
+    assert.equal(s.deferred, 2);
+    for (const m of ok) assert.equal(r.store.get(m.msg.id), undefined, 'delivered and removed');
+    assert.equal(r.store.get(never.msg.id)!.msg.error, 'remote said no', 'its own outcome, not the time limit');
+    assert.match(r.store.get(hang.msg.id)!.msg.error ?? '', /time limit/);
+    const lines = await r.log();
+    for (const m of [...ok, never, hang]) assert.equal(lines.filter((l) => l.startsWith(`${m.msg.id} `)).length, 1, 'each attempted once');
+    await r.store.remove(never.msg.id);
+    await r.store.remove(hang.msg.id);
+  });
+
+  it('the messages of a pass share tasks: fewer tasks than messages', async () => {
+    const ms = await Promise.all(Array.from({ length: 20 }, () => enqueueTest(r.store, { to: ['ok@localhost'], time: r.clock.now })));
+    const tasksBefore = r.pool.stats().completed;
+    const s = await r.runner.runOnce();
+    assert.equal(s.delivered, 20);
+    for (const m of ms) assert.equal(r.store.get(m.msg.id), undefined);
+    const tasks = r.pool.stats().completed - tasksBefore;
+    assert.ok(tasks >= 2 && tasks <= 4, `20 messages in ${tasks} tasks (at most 16 a task)`);
+  });
+});

@@ -77,6 +77,17 @@ export function dueAt(r: QueueRecord): number | undefined {
 
 export interface StoreOptions {
   readOnly?: boolean;
+  /** How long a change made with `updateLater` may wait for a commit to join, ms. @default 100 */
+  laterMs?: number;
+}
+
+type Change = (r: QueueRecord) => QueueRecord | null | undefined;
+
+interface LaterChange {
+  id: string;
+  change: Change;
+  resolve: (r: QueueRecord | null | undefined) => void;
+  reject: (err: unknown) => void;
 }
 
 type CommitPromise = Promise<boolean> & { flushed?: Promise<unknown> };
@@ -106,6 +117,10 @@ export class QueueStore {
   readonly leases: Database<number, string>;
   /** The queue's lock, when this store took it itself (openOwned): close() gives the queue up. */
   private ownLock: QueueLock | undefined;
+  /** Changes that wait for the next commit (updateLater). */
+  private later: LaterChange[] = [];
+  private laterTimer: NodeJS.Timeout | undefined;
+  private readonly laterMs: number;
 
   private constructor(readonly queueDir: string, options: StoreOptions) {
     this.root = open({
@@ -118,6 +133,7 @@ export class QueueStore {
       overlappingSync: false,
       readOnly: options.readOnly ?? false,
     });
+    this.laterMs = options.laterMs ?? 100;
     this.messages = this.root.openDB<QueueRecord, string>({ name: 'messages' });
     this.bodies = this.root.openDB<Buffer, string>({ name: 'bodies', encoding: 'binary' });
     this.due = this.root.openDB<null, [number, string]>({ name: 'due' });
@@ -202,6 +218,7 @@ export class QueueStore {
    * Concurrent calls share commits (lmdb-js batches the writes of one event turn).
    */
   async enqueue(record: QueueRecord, inlineBody?: Buffer): Promise<void> {
+    void this.flushLater(); // they join this commit
     const id = record.msg.id;
     const writes = [this.messages.put(id, record) as CommitPromise];
     if (inlineBody) writes.push(this.bodies.put(id, inlineBody) as CommitPromise);
@@ -262,14 +279,14 @@ export class QueueStore {
    * returns the new record, `null` to delete the message, or `undefined` to
    * leave it. Resolves once the change is flushed, with what `change` returned.
    */
-  async update(id: string, change: (r: QueueRecord) => QueueRecord | null | undefined): Promise<QueueRecord | null | undefined> {
+  async update(id: string, change: Change): Promise<QueueRecord | null | undefined> {
     const result = await this.root.transaction(() => this.updateSync(id, change));
     await this.root.flushed;
     return result;
   }
 
   /** Inside a transaction: the same as `update` without waiting. */
-  updateSync(id: string, change: (r: QueueRecord) => QueueRecord | null | undefined): QueueRecord | null | undefined {
+  updateSync(id: string, change: Change): QueueRecord | null | undefined {
     const before = this.messages.get(id);
     if (!before) return undefined;
     const after = change(before);
@@ -287,6 +304,33 @@ export class QueueStore {
     const newDue = dueAt(after);
     if (newDue !== undefined) this.due.put([newDue, id], null);
     return after;
+  }
+
+  /**
+   * Like `update`, for a change that need not be durable at once (a delivered
+   * message's removal: lost in a crash, the message is delivered again). It
+   * joins the next enqueue's commit, or commits within `laterMs`, or at
+   * `flushLater()`; the changes waiting share one transaction. Resolves once
+   * flushed, like `update`.
+   */
+  updateLater(id: string, change: Change): Promise<QueueRecord | null | undefined> {
+    return new Promise((resolve, reject) => {
+      this.later.push({ id, change, resolve, reject });
+      this.laterTimer ??= setTimeout(() => this.flushLater(), this.laterMs);
+    });
+  }
+
+  /** Commits the changes `updateLater` holds now (in the current event turn's commit). */
+  flushLater(): Promise<void> {
+    clearTimeout(this.laterTimer);
+    this.laterTimer = undefined;
+    if (this.later.length === 0) return Promise.resolve();
+    const changes = this.later;
+    this.later = [];
+    return this.batch(() => changes.map((c) => this.updateSync(c.id, c.change))).then(
+      (results) => { for (const [i, c] of changes.entries()) c.resolve(results[i]); },
+      (err: unknown) => { for (const c of changes) c.reject(err); },
+    );
   }
 
   /** Runs several record changes in one transaction (one commit, one flush). */
@@ -320,6 +364,7 @@ export class QueueStore {
   }
 
   async close(): Promise<void> {
+    await this.flushLater();
     await this.root.close();
     this.ownLock?.release();
   }

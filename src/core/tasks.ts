@@ -62,11 +62,13 @@ export type PredeliverResult =
   /** The hook failed: `error` (with its stack) is for the log only. */
   | { ok: false; reply: ReplyData; internal: true; error: string };
 
-export interface DeliverTask {
-  kind: 'deliver';
+/** One message of a delivery task. */
+export interface DeliverItem {
   message: MessageSnapshot;
-  /** Inline bodies are read from LMDB by the worker itself. */
+  /** Inline bodies are read from LMDB by the worker, unless `inline` carries them. */
   storage: 'inline' | 'file';
+  /** The stored bytes of an inline body, when the main thread still has them (an attempt right after the commit). */
+  inline?: Uint8Array;
   /** What authentication put in place of the first stored bytes (QueueRecord.head). */
   head?: StoredHead;
   /** Recipients already known to be delivered. */
@@ -74,6 +76,32 @@ export interface DeliverTask {
   /** Attempts before this one. */
   attempts: number;
 }
+
+/**
+ * Delivery attempts for one or more messages (those the runner had ready at
+ * the same moment: one message to the pool and one result back for several).
+ * The worker runs them concurrently. When some are still running at
+ * `reportAt`, it posts the results it has on WORKER_RESULTS_CHANNEL tagged
+ * with `batch` (and again at each later outcome), so that a deliver that
+ * hangs (and has its worker ended at the time limit) does not take its
+ * batch-mates' outcomes with it.
+ */
+export interface DeliverTask {
+  kind: 'deliver';
+  items: DeliverItem[];
+  batch: string;
+  /** Date.now() at which to report (a little before the task's time limit, which counts from its sending). */
+  reportAt: number;
+}
+
+/** Partial results of a delivery batch (see DeliverTask), on WORKER_RESULTS_CHANNEL. */
+export interface DeliverPartial {
+  batch: string;
+  /** By item index; a hole is an item still running. */
+  results: Array<DeliverOutcome | null>;
+}
+
+export const WORKER_RESULTS_CHANNEL = 'smtp-receive:deliver-partial';
 
 export interface DeliverResult {
   ok: true;
@@ -90,6 +118,9 @@ export interface DeliverResult {
   /** A file exists at `message.textFile` (spooled, or an inline body written out by a hook). */
   textFileExists: boolean;
 }
+
+/** One message's outcome: the attempt's result, or what deliver's machinery threw (with its stack). */
+export type DeliverOutcome = DeliverResult | { ok: false; error: string };
 
 export interface ExpiredTask {
   kind: 'expired';
@@ -108,7 +139,7 @@ export type Task = PredeliverTask | DeliverTask | ExpiredTask | PingTask;
 /** What each task answers. */
 export interface ResultOf {
   predeliver: PredeliverResult;
-  deliver: DeliverResult | { ok: false; error: string };
+  deliver: { ok: true; results: DeliverOutcome[] };
   expired: { ok: true } | { ok: false; error: string };
   ping: { ok: true };
 }

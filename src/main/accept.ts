@@ -144,7 +144,7 @@ async function accept(ctx: Context, stream: Readable, session: SMTPServerSession
     await discard();
     return refusal(storageReply(err, `queue ${id}`), 'data', 'storage', id, to);
   }
-  if (lease) ctx.runner!.enqueued(record);
+  if (lease) ctx.runner!.enqueued(record, inline);
   const stats = sessionStats.get(session);
   if (stats) stats.queued++;
   if (timed) {

@@ -13,6 +13,7 @@ import { events } from '../core/events.ts';
 import { log } from '../core/log.ts';
 import { DEFAULT_RETRY, isExpired, retryDelay, type RetryPolicy } from '../core/schedule.ts';
 import { dueAt, type Lease, type QueueRecord, type QueueStore } from '../core/store.ts';
+import { DeliveryBatcher } from './deliver-batches.ts';
 import { isPoolFailure, type WorkerPool } from './pool.ts';
 
 export interface RunnerOptions {
@@ -64,6 +65,8 @@ export class QueueRunner {
   private running = false;
   private stopping = false;
   private timer: NodeJS.Timeout | undefined;
+  private flushing: NodeJS.Immediate | undefined;
+  private readonly batcher: DeliveryBatcher;
   private readonly idle: Array<() => void> = [];
   private readonly slots: Array<() => void> = [];
   readonly totals: RunSummary = { attempted: 0, delivered: 0, deferred: 0, held: 0, skipped: 0 };
@@ -80,6 +83,7 @@ export class QueueRunner {
     this.now = o.now ?? Date.now;
     this.random = o.random ?? Math.random;
     this.recordNotDelivered = o.recordNotDelivered ?? false;
+    this.batcher = new DeliveryBatcher(pool, this.deliverTimeout, this.owner);
   }
 
   /** Looks for due messages now (after a flush, release or requeue made some due). */
@@ -102,9 +106,11 @@ export class QueueRunner {
     this.running = false;
     this.stopping = true;
     clearTimeout(this.timer);
+    void this.store.flushLater(); // outcomes waiting for a commit to join
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.whenIdle(), new Promise<void>((r) => { timer = setTimeout(r, graceMs); })]);
     clearTimeout(timer);
+    this.batcher.close();
     return [...this.active];
   }
 
@@ -148,10 +154,13 @@ export class QueueRunner {
     this.settle();
   }
 
-  /** The record (with our lease) is committed: attempt it now, without re-reading it. */
-  enqueued(record: QueueRecord): void {
+  /**
+   * The record (with our lease) is committed: attempt it now, without
+   * re-reading it (nor its inline body, when given).
+   */
+  enqueued(record: QueueRecord, inline?: Uint8Array): void {
     this.reserved--;
-    void this.attempt(record);
+    void this.attempt(record, inline);
   }
 
   /** One pass (the `runqueue` command): all due messages, or the given ids whether due or not. */
@@ -227,27 +236,49 @@ export class QueueRunner {
     );
   }
 
-  private async attempt(record: QueueRecord): Promise<void> {
+  /**
+   * Writes an attempt's outcome. The daemon's join the next commit (an
+   * enqueue's, or one within the store's `laterMs`): a delivered message's
+   * removal needs no fsync of its own, since a crash before it only means
+   * delivering again. A one-pass runner, or one stopping, commits them at the
+   * end of the event turn (the outcomes of one batch in one commit).
+   */
+  private write(id: string, change: (r: QueueRecord) => QueueRecord | null | undefined): Promise<QueueRecord | null | undefined> {
+    const written = this.store.updateLater(id, change);
+    if (!this.running) {
+      this.flushing ??= setImmediate(() => {
+        this.flushing = undefined;
+        void this.store.flushLater();
+      });
+    }
+    return written;
+  }
+
+  private async attempt(record: QueueRecord, inline?: Uint8Array): Promise<void> {
     const id = record.msg.id;
     this.active.add(id);
     this.totals.attempted++;
     const started = performance.now();
+    let ms = 0;
+    let queuedMs = 0;
     const publish = events.delivery.hasSubscribers
       ? (outcome: 'delivered' | 'deferred' | 'expired' | 'error', more?: { reason?: string; nextAttempt?: number; failed?: string[] }): void => {
-        events.delivery.publish({
-          id, outcome, attempt: record.attempts + 1, ms: performance.now() - started,
-          queuedMs: this.now() - record.msg.time, ...more,
-        });
+        events.delivery.publish({ id, outcome, attempt: record.attempts + 1, ms, queuedMs, ...more });
       }
       : undefined;
     try {
-      const result = await this.pool.run({
-        kind: 'deliver', message: record.msg, storage: record.storage, head: record.head,
-        delivered: record.delivered ?? [], attempts: record.attempts,
-      }, this.deliverTimeout);
+      const result = await this.batcher.run({
+        message: record.msg, storage: record.storage, head: record.head,
+        delivered: record.delivered ?? [], attempts: record.attempts, ...(inline ? { inline } : {}),
+      });
+      // the attempt's times, not the wait for the commit its outcome joins
+      if (publish) {
+        ms = performance.now() - started;
+        queuedMs = this.now() - record.msg.time;
+      }
       if (result.ok && result.done) {
         // only while our lease holds: an operator may have deleted or requeued it, or another runner taken it
-        const removed = await this.store.update(id, (r) => (r.lease?.owner === this.owner ? null : undefined));
+        const removed = await this.write(id, (r) => (r.lease?.owner === this.owner ? null : undefined));
         if (removed !== null) log.warn('%s: delivered, but its lease was lost meanwhile; record left as it is', id);
         // the file goes after the record: a crash in between leaves an orphan, removed at start-up
         else if (result.textFileExists) await unlink(record.msg.textFile).catch(() => {});
@@ -270,7 +301,7 @@ export class QueueRunner {
         nextAttempt: now + retryDelay(this.retry, attempts, this.random),
       };
       delete next.lease;
-      const written = await this.store.update(id, (r) => (r.lease?.owner === this.owner ? next : undefined));
+      const written = await this.write(id, (r) => (r.lease?.owner === this.owner ? next : undefined));
       if (!written) log.warn('%s: lease lost during delivery; outcome not recorded', id);
       publish?.(expired && written ? 'expired' : result.ok ? 'deferred' : 'error', { reason: error, nextAttempt: expired && written ? undefined : next.nextAttempt });
       if (this.recordNotDelivered) this.notDelivered.push({ id, state: expired && written ? 'held' : 'deferred', error });

@@ -13,7 +13,7 @@ import { log } from '../core/log.ts';
 import { Message } from '../core/message.ts';
 import type { Receiver } from '../core/receiver.ts';
 import type { QueueStore } from '../core/store.ts';
-import type { DeliverResult, DeliverTask } from '../core/tasks.ts';
+import type { DeliverItem, DeliverResult } from '../core/tasks.ts';
 import type { MessageSnapshot } from '../core/types.ts';
 
 /** Fields the framework sets on a message for one attempt only (not persisted). */
@@ -49,10 +49,15 @@ function errorText(thrown: unknown): string {
   return String(thrown);
 }
 
-export async function deliverOnce(receiver: Receiver, store: QueueStore, task: DeliverTask): Promise<DeliverResult> {
+export async function deliverOnce(receiver: Receiver, openStore: () => Promise<QueueStore>, task: DeliverItem): Promise<DeliverResult> {
   const textFile = task.message.textFile;
   let inline: Buffer | undefined;
-  if (task.storage === 'inline') {
+  if (task.inline) {
+    // handed over with the task (a copy of its own): no LMDB read
+    inline = Buffer.from(task.inline.buffer, task.inline.byteOffset, task.inline.byteLength);
+    if (task.head) inline = spliceInline(inline, task.head);
+  } else if (task.storage === 'inline') {
+    const store = await openStore();
     store.refresh(); // committed by the main thread after this worker's last read
     inline = store.getInlineBody(task.message.id);
     if (!inline) throw new Error(`message ${task.message.id}: inline body missing from the queue`);

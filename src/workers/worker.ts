@@ -14,7 +14,7 @@ import { QueueLock } from '../core/lock.ts';
 import { QueueStore } from '../core/store.ts';
 import { WORKER_LOG_CHANNEL, type PredeliverResult, type PredeliverTask, type ResultOf, type Task, type WorkerSetup } from '../core/tasks.ts';
 import { Authenticator, dmarcRejects } from './auth.ts';
-import { deliverOnce } from './deliver.ts';
+import { deliverBatch } from './deliver-batch.ts';
 
 const setup = workerData as WorkerSetup;
 // log lines go to the main thread's logger (src/main/log/worker-lines.ts), tagged with the message id
@@ -79,13 +79,8 @@ export default async function run(task: Task): Promise<ResultOf[Task['kind']]> {
       return { ok: true };
     case 'predeliver':
       return predeliver(task);
-    case 'deliver': {
-      try {
-        return await deliverOnce(receiver, await openStore(), task);
-      } catch (thrown) {
-        return { ok: false, error: stackOf(thrown) };
-      }
-    }
+    case 'deliver':
+      return deliverBatch(receiver, openStore, task);
     case 'expired':
       try {
         const message = new Message(task.message);

@@ -38,6 +38,11 @@ export interface Logging {
 
 let shared: { users: number; logging: Logging } | undefined;
 
+/** Log lines reach stderr within this many ms… */
+const FLUSH_MS = 100;
+/** …or once this many bytes wait. */
+const BUFFER = 8 * 1024;
+
 export async function startLogging(o: LoggingOptions): Promise<Logging> {
   if (shared) {
     shared.users++;
@@ -60,7 +65,11 @@ export async function startLogging(o: LoggingOptions): Promise<Logging> {
     const { SyslogStream: Syslog } = await import('./syslog.ts');
     syslog = await Syslog.open(target, { facility: o.facility, onTrouble: trouble });
   }
-  const stderr = o.stream ? undefined : pino.destination({ fd: 2, sync: false });
+  // lines gather in memory and are written every FLUSH_MS or once BUFFER bytes wait: one write
+  // for many lines, not one per line (a SIGKILL loses at most those; an exit writes them first)
+  const stderr = o.stream ? undefined : pino.destination({ fd: 2, sync: false, minLength: BUFFER, periodicFlush: FLUSH_MS });
+  const onExit = (): void => { try { stderr?.flushSync(); } catch { /* a write is in flight: it ends with the process */ } };
+  if (stderr) process.once('exit', onExit);
   out ??= stderr!;
   const first = o.format === 'text' ? new TextStream(out) : out;
   const destination: DestinationStream = syslog
@@ -91,6 +100,7 @@ export async function startLogging(o: LoggingOptions): Promise<Logging> {
       setLogSink(undefined);
       setLogLevel(previousLevel);
       await syslog?.close();
+      process.removeListener('exit', onExit);
       // pino's stderr destination: end() writes what is buffered and leaves fd 2 open
       if (stderr) await new Promise<void>((done) => { stderr.once('close', done); stderr.end(); });
     },

@@ -1,0 +1,97 @@
+/**
+ * Hands delivery attempts to the worker pool in batches: the attempts asked
+ * for in one turn of the event loop (the messages of one group commit, a page
+ * of due messages) go out as a few tasks, not one task each — one message to
+ * a worker and one back for several, which is most of what an attempt costs
+ * the main thread when `deliver` itself is quick. A batch is spread over the
+ * workers (at least MIN_SHARE attempts each, at most MAX_BATCH in a task).
+ *
+ * A task's time limit is the deliver limit (its attempts run concurrently).
+ * When the pool ends a worker at the limit, the attempts that had finished
+ * keep their outcomes: the worker posts them shortly before the limit
+ * (src/workers/deliver-batch.ts); the others get the pool's failure.
+ */
+import { BroadcastChannel } from 'node:worker_threads';
+import { WORKER_RESULTS_CHANNEL, type DeliverItem, type DeliverOutcome, type DeliverPartial, type PoolFailure } from '../core/tasks.ts';
+import type { WorkerPool } from './pool.ts';
+
+const MAX_BATCH = 16;
+const MIN_SHARE = 4;
+/** While tasks are out, attempts gather this long before the next batch goes. */
+const GATHER_MS = 5;
+
+export type AttemptOutcome = DeliverOutcome | PoolFailure;
+
+interface Waiting {
+  item: DeliverItem;
+  resolve: (outcome: AttemptOutcome) => void;
+}
+
+export class DeliveryBatcher {
+  private waiting: Waiting[] = [];
+  private scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
+  /** Tasks sent and not answered. */
+  private inFlight = 0;
+  private seq = 0;
+  /** Partial results of batches in flight, by batch id (null: none came). */
+  private readonly partials = new Map<string, Array<DeliverOutcome | null> | null>();
+  private channel: BroadcastChannel | undefined;
+
+  constructor(private readonly pool: WorkerPool, private readonly timeoutMs: number, private readonly owner: string) {}
+
+  /** One attempt; resolves with its outcome (never rejects). */
+  run(item: DeliverItem): Promise<AttemptOutcome> {
+    return new Promise((resolve) => {
+      this.waiting.push({ item, resolve });
+      // idle: at once (after this event turn); busy: gather a little longer, for a larger batch
+      this.scheduled ??= this.inFlight === 0 ? setImmediate(() => this.dispatch()) : setTimeout(() => this.dispatch(), GATHER_MS);
+    });
+  }
+
+  /** Stops listening for partial results (after the last batch). */
+  close(): void {
+    this.channel?.close();
+    this.channel = undefined;
+  }
+
+  private dispatch(): void {
+    this.scheduled = undefined;
+    const all = this.waiting;
+    this.waiting = [];
+    const n = all.length;
+    const tasks = Math.max(1, Math.min(this.pool.size, Math.ceil(n / MIN_SHARE)), Math.ceil(n / MAX_BATCH));
+    for (let t = 0, from = 0; t < tasks; t++) {
+      const to = Math.round(((t + 1) * n) / tasks);
+      void this.send(all.slice(from, to));
+      from = to;
+    }
+  }
+
+  private async send(batch: Waiting[]): Promise<void> {
+    const id = `${this.owner}:${++this.seq}`;
+    if (batch.length > 1) {
+      this.listen();
+      this.partials.set(id, null);
+    }
+    // the worker reports what has finished a little before the limit, while it still can
+    const reportAt = Date.now() + this.timeoutMs - Math.min(1000, this.timeoutMs / 10);
+    this.inFlight++;
+    const result = await this.pool.run({ kind: 'deliver', items: batch.map((w) => w.item), batch: id, reportAt }, this.timeoutMs);
+    this.inFlight--;
+    const partial = this.partials.get(id);
+    this.partials.delete(id);
+    for (const [i, w] of batch.entries()) {
+      w.resolve(result.ok ? result.results[i]! : (partial?.[i] ?? result));
+    }
+  }
+
+  private listen(): void {
+    if (this.channel) return;
+    this.channel = new BroadcastChannel(WORKER_RESULTS_CHANNEL);
+    this.channel.unref();
+    this.channel.onmessage = (e: unknown) => {
+      const p = (e as { data: DeliverPartial }).data;
+      if (this.partials.has(p.batch)) this.partials.set(p.batch, p.results);
+    };
+  }
+}
