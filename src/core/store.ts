@@ -77,7 +77,7 @@ export function dueAt(r: QueueRecord): number | undefined {
 
 export interface StoreOptions {
   readOnly?: boolean;
-  /** How long a change made with `updateLater` may wait for a commit to join, ms. @default 100 */
+  /** How long a change made with `updateLater` may wait for a commit to join, ms. @default 20 */
   laterMs?: number;
 }
 
@@ -133,7 +133,7 @@ export class QueueStore {
       overlappingSync: false,
       readOnly: options.readOnly ?? false,
     });
-    this.laterMs = options.laterMs ?? 100;
+    this.laterMs = options.laterMs ?? 20;
     this.messages = this.root.openDB<QueueRecord, string>({ name: 'messages' });
     this.bodies = this.root.openDB<Buffer, string>({ name: 'bodies', encoding: 'binary' });
     this.due = this.root.openDB<null, [number, string]>({ name: 'due' });

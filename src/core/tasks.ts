@@ -107,8 +107,8 @@ export interface DeliverResult {
   ok: true;
   /** isDelivered(message) said yes (or deliver returned without throwing, when isDelivered is not overridden). */
   done: boolean;
-  /** The message fields after the attempt (deliver may add or change them, `to` included). */
-  message: MessageSnapshot;
+  /** The message fields after the attempt (deliver may add or change them, `to` included); not when done. */
+  message?: MessageSnapshot;
   /** Recipients known to be delivered after the attempt. */
   delivered: string[];
   /** What deliver threw, for `message.error`. */

@@ -59,7 +59,10 @@ export class QueueRunner {
   private readonly pollInterval: number;
   readonly now: () => number;
   private readonly random: () => number;
+  /** Attempts running (in the pool): each holds one of `concurrency`'s slots. */
   private readonly active = new Set<string>();
+  /** Attempts whose outcome waits to be committed (no longer holding a slot). */
+  private writing = 0;
   private reserved = 0;
   private pumping = false;
   private running = false;
@@ -131,12 +134,12 @@ export class QueueRunner {
   }
 
   private whenIdle(): Promise<void> {
-    if (this.active.size === 0 && this.reserved === 0 && !this.pumping) return Promise.resolve();
+    if (this.active.size === 0 && this.writing === 0 && this.reserved === 0 && !this.pumping) return Promise.resolve();
     return new Promise((resolve) => this.idle.push(resolve));
   }
 
   private settle(): void {
-    if (this.active.size === 0 && this.reserved === 0 && !this.pumping) for (const f of this.idle.splice(0)) f();
+    if (this.active.size === 0 && this.writing === 0 && this.reserved === 0 && !this.pumping) for (const f of this.idle.splice(0)) f();
   }
 
   /**
@@ -258,6 +261,15 @@ export class QueueRunner {
     const id = record.msg.id;
     this.active.add(id);
     this.totals.attempted++;
+    let freed = false;
+    // the outcome is known: its slot goes to the next attempt while the outcome waits for its commit
+    const free = (): void => {
+      freed = true;
+      this.active.delete(id);
+      this.writing++;
+      for (const f of this.slots.splice(0)) f();
+      this.pump();
+    };
     const started = performance.now();
     let ms = 0;
     let queuedMs = 0;
@@ -276,6 +288,8 @@ export class QueueRunner {
         ms = performance.now() - started;
         queuedMs = this.now() - record.msg.time;
       }
+      // (cut short by our own shutdown: it stays active, for stop() to release its lease)
+      if (!(this.stopping && isPoolFailure(result))) free();
       if (result.ok && result.done) {
         // only while our lease holds: an operator may have deleted or requeued it, or another runner taken it
         const removed = await this.write(id, (r) => (r.lease?.owner === this.owner ? null : undefined));
@@ -292,7 +306,7 @@ export class QueueRunner {
       const now = this.now();
       const error = result.ok ? (result.error ?? 'not yet delivered') : firstLine(result.error);
       if (!result.ok) log.error('%s: deliver failed: %s', id, isPoolFailure(result) ? result.error : result.error);
-      const msg = { ...(result.ok ? result.message : record.msg), error, lastRun: now };
+      const msg = { ...((result.ok && result.message) || record.msg), error, lastRun: now };
       const attempts = record.attempts + 1;
       const expired = isExpired(this.retry, record.lifetimeFrom ?? msg.time, now);
       const next: QueueRecord = {
@@ -315,8 +329,12 @@ export class QueueRunner {
     } catch (err) {
       log.error('%s: recording the delivery outcome failed: %s', id, (err as Error).stack);
     } finally {
-      this.active.delete(id);
-      for (const f of this.slots.splice(0)) f();
+      if (freed) {
+        this.writing--;
+      } else {
+        this.active.delete(id);
+        for (const f of this.slots.splice(0)) f();
+      }
       this.settle();
       this.pump();
     }

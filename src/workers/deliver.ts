@@ -63,6 +63,10 @@ export async function deliverOnce(receiver: Receiver, openStore: () => Promise<Q
     if (!inline) throw new Error(`message ${task.message.id}: inline body missing from the queue`);
     // lmdb may reuse the buffer it returned; our Authentication-Results header goes on top
     inline = task.head ? spliceInline(inline, task.head) : Buffer.from(inline);
+    // let the snapshot go now: lmdb-js would on a timer, which does not run while Piscina
+    // parks an idle worker in Atomics.wait, and a snapshot kept keeps LMDB from reusing
+    // the pages freed after it (the map, and RSS, would grow with every delivery)
+    store.refresh();
   }
   const message = new Message(task.message);
   const head = inline ? undefined : task.head;
@@ -112,7 +116,8 @@ export async function deliverOnce(receiver: Receiver, openStore: () => Promise<Q
   }
   const kept = done ? [...delivered] : [...delivered].filter((r) => message.to.includes(r));
   const textFileExists = task.storage === 'file' || existsSync(textFile);
-  const result: DeliverResult = { ok: true, done, message: snapshot(message, textFile), delivered: kept, error, textFileExists };
+  // a message that is done is removed: its fields need not come back
+  const result: DeliverResult = { ok: true, done, message: done ? undefined : snapshot(message, textFile), delivered: kept, error, textFileExists };
   if (failed?.size) result.failed = [...failed];
   return result;
 }
