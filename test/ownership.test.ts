@@ -143,18 +143,21 @@ describe('one owner of the queue', () => {
     await first.ready();
     await first.kill();
 
-    const holder = startOpener(queue, 4000);
+    // held until the test lets it go (a fixed hold ran out before a slow machine started the waiting serve)
+    const holder = startOpener(queue, 120_000);
     try {
       await until(() => holder.stdout.includes('"lock":true'), 'the opener holding the queue', 20_000);
       const impatient = await runCli(serveArgs(queue, '--lock-wait', '200'));
       assert.equal(impatient.code, 1, impatient.stderr);
       assert.match(impatient.stderr, new RegExp(`is in use by smtp-receive runqueue \\(pid ${holder.pid}\\) \\(waited 200 ms\\)`));
 
-      const patient = spawnCli(serveArgs(queue, '--lock-wait', '30000'));
+      const patient = spawnCli(serveArgs(queue, '--lock-wait', '60000'));
       try {
+        const waiting = new RegExp(`in use by smtp-receive runqueue \\(pid ${holder.pid}\\); waiting up to 60000 ms`);
+        await until(() => waiting.test(patient.stderr), 'serve to say it waits', 40_000);
+        assert.ok(!patient.stdout.includes('listening on'), 'not listening while the command holds the queue');
+        await holder.kill(); // the command ends: the queue is free
         await patient.ready(40_000);
-        assert.ok(holder.hasExited, 'serve listened only after the command let the queue go');
-        assert.match(patient.stderr, new RegExp(`in use by smtp-receive runqueue \\(pid ${holder.pid}\\); waiting up to 30000 ms`));
       } finally {
         await patient.kill();
       }
