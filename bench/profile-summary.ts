@@ -1,6 +1,8 @@
 /**
- * Where the main thread's time goes: summarises a V8 .cpuprofile (from
- * `node --cpu-prof`) into categories and the top functions, per message.
+ * Where a thread's time goes: summarises a V8 .cpuprofile (from
+ * `node --cpu-prof`, which writes one per thread: the main thread's and each
+ * worker's) into categories and the top functions, per message. A Piscina
+ * worker's wait for its next task (Atomics.wait) counts as idle.
  *
  *   node --import tsx bench/profile-summary.ts PROFILE.cpuprofile [--messages N] [--top 20]
  */
@@ -48,6 +50,8 @@ function main(): void {
     const n = byId.get(id)!;
     const { url, functionName } = n.callFrame;
     if (functionName === '(idle)' || functionName === '(program)') return functionName;
+    // a Piscina worker waiting for its next task sleeps in Atomics.wait inside this function: not busy
+    if (functionName === 'atomicsWaitLoop' && url.includes('piscina')) return '(idle)';
     // a native frame (no url) counts where its nearest JavaScript caller does, unless it has its own category
     let u = url;
     for (let cur = parent.get(id); !u && cur !== undefined; cur = parent.get(cur)) u = byId.get(cur)!.callFrame.url;
@@ -69,7 +73,7 @@ function main(): void {
   const n = values.messages ? Number(values.messages) : undefined;
   const per = (us: number): string => (n ? `${(us / n).toFixed(1).padStart(7)} µs/msg` : '');
   const pct = (us: number): string => `${((100 * us) / busy).toFixed(1).padStart(5)} %`;
-  console.log(`main thread busy: ${(busy / 1000).toFixed(0)} ms${n ? ` for ${n} messages = ${(busy / n / 1000).toFixed(3)} ms per message` : ''}\n`);
+  console.log(`${p.nodes.some((x) => x.callFrame.functionName === 'atomicsWaitLoop') ? 'worker thread' : 'main thread'} busy: ${(busy / 1000).toFixed(0)} ms${n ? ` for ${n} messages = ${(busy / n / 1000).toFixed(3)} ms per message` : ''}\n`);
   console.log('| where | share | per message |\n|---|---:|---:|');
   for (const [c, us] of [...cats].sort((a, b) => b[1] - a[1])) console.log(`| ${c} | ${pct(us).trim()} | ${per(us).trim()} |`);
   console.log(`\ntop ${values.top} functions (self time):`);
