@@ -186,7 +186,7 @@ describe('parseServeArgs', () => {
     assert.throws(() => parseServeArgs(['--bogus']), /--bogus/);
     assert.throws(() => parseServeArgs(['--workers']), /--workers/);
     for (const flag of ['greet-pause', 'dns-timeout', 'ident-timeout', 'inline-max', 'hook-timeout',
-      'predeliver-timeout', 'workers', 'worker-queue', 'max-clients']) {
+      'predeliver-timeout', 'workers', 'worker-queue', 'max-clients', 'max-deliveries']) {
       for (const bad of ['abc', '1.5', '-1', '']) {
         assert.throws(() => parseServeArgs([`--${flag}=${bad}`]), new RegExp(`--${flag}`), `--${flag}=${bad}`);
       }

@@ -14,6 +14,7 @@ import { RawClient, queuedId, type Reply } from './helpers/smtp.ts';
 
 const FLAKY = new URL('./fixtures/flaky-deliver.ts', import.meta.url).pathname;
 const SLOW_PREDELIVER = new URL('./fixtures/slow-predeliver.ts', import.meta.url).pathname;
+const OVERLAP = new URL('./fixtures/overlap-deliver.ts', import.meta.url).pathname;
 
 async function until(test: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -128,5 +129,30 @@ describe('back-pressure', () => {
     assert.equal(ok.length + busy.length, replies.length);
     for (const r of ok) assert.ok(server.store.has(queuedId(r)));
     assert.equal(server.store.count(), ok.length);
+  });
+});
+
+describe('--max-deliveries: attempts in flight at once', () => {
+  /** Sends `n` messages whose deliver takes 150 ms (one worker), and returns the most delivers that ran at one time. */
+  async function peakRunning(maxDeliveries: number | undefined, n: number): Promise<number> {
+    const dir = await mkdtemp(join(tmpdir(), 'smtp-receive-max-deliveries-'));
+    const logFile = join(dir, 'deliveries.log');
+    process.env.DELIVER_LOG = logFile;
+    const server = await startTestServer({ receiverPath: OVERLAP, workers: 1, pollInterval: 20, maxDeliveries });
+    try {
+      const ids = await Promise.all(Array.from({ length: n }, async () => queuedId(await sendOne(server.port, 'user@localhost'))));
+      await until(() => ids.every((id) => !server.store.has(id)), 'every message to be delivered', 30_000);
+      const lines = (await readFile(logFile, 'utf8')).trim().split('\n');
+      assert.equal(lines.length, n, 'each delivered once');
+      return Math.max(...lines.map((l) => Number(l.split(' ')[1])));
+    } finally {
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('with --max-deliveries 1 one deliver runs at a time; by default several do', async () => {
+    assert.equal(await peakRunning(1, 6), 1);
+    assert.ok(await peakRunning(undefined, 6) > 1, 'the default (8 per worker) lets several run at once');
   });
 });

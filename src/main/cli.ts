@@ -77,6 +77,7 @@ Options:
   --no-runner              do not deliver from this process (leave it to runqueue)
   --queue-only             no delivery attempt right after the 250; the runner finds the message
   --deliver-timeout MS     time limit of one deliver (default 300000)
+  --max-deliveries N       delivery attempts in flight at once (default 8 x --workers)
   --retry-min MS           first retry delay (default 300000)
   --retry-max MS           longest retry delay (default 4000000)
   --max-lifetime MS        queue lifetime before a message goes on hold (default 432000000, 5 days)
@@ -144,7 +145,7 @@ export const SERVE_FLAGS = {
   'max-clients-per-ip': { type: 'string' }, 'max-commands': { type: 'string' }, 'max-bad-commands': { type: 'string' },
   'idle-timeout': { type: 'string' }, 'data-timeout': { type: 'string' }, 'max-line-length': { type: 'string' },
   'max-recipients': { type: 'string' }, 'max-size': { type: 'string' },
-  'no-runner': { type: 'boolean' }, 'queue-only': { type: 'boolean' }, 'deliver-timeout': { type: 'string' },
+  'no-runner': { type: 'boolean' }, 'queue-only': { type: 'boolean' }, 'deliver-timeout': { type: 'string' }, 'max-deliveries': { type: 'string' },
   'retry-min': { type: 'string' }, 'retry-max': { type: 'string' }, 'max-lifetime': { type: 'string' },
   'shutdown-grace': { type: 'string' }, 'lock-wait': { type: 'string' }, 'control-group': { type: 'string' },
   'log-format': { type: 'string' }, 'log-level': { type: 'string' }, syslog: { type: 'string' }, 'syslog-facility': { type: 'string' },
@@ -203,6 +204,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     runner: v['no-runner'] ? false : undefined,
     immediate: v['queue-only'] ? false : undefined,
     deliverTimeout: num('deliver-timeout', v['deliver-timeout']),
+    maxDeliveries: num('max-deliveries', v['max-deliveries']),
     retryMin: num('retry-min', v['retry-min']),
     retryMax: num('retry-max', v['retry-max']),
     maxLifetime: num('max-lifetime', v['max-lifetime']),
@@ -231,7 +233,7 @@ const FLAG: Record<string, string> = {
   port: 'listen', host: 'listen', domains: 'domain', greetPause: 'greet-pause', dnsTimeout: 'dns-timeout',
   identTimeout: 'ident-timeout', inlineMax: 'inline-max', hookTimeout: 'hook-timeout',
   predeliverTimeout: 'predeliver-timeout', workerQueue: 'worker-queue', maxClients: 'max-clients',
-  deliverTimeout: 'deliver-timeout', retryMin: 'retry-min', retryMax: 'retry-max', maxLifetime: 'max-lifetime',
+  deliverTimeout: 'deliver-timeout', maxDeliveries: 'max-deliveries', retryMin: 'retry-min', retryMax: 'retry-max', maxLifetime: 'max-lifetime',
   shutdownGrace: 'shutdown-grace', lockWait: 'lock-wait', controlGroup: 'control-group',
   maxClientsPerIp: 'max-clients-per-ip', maxCommands: 'max-commands', maxBadCommands: 'max-bad-commands',
   socketTimeout: 'idle-timeout', dataTimeout: 'data-timeout', maxLineLength: 'max-line-length',

@@ -82,6 +82,8 @@ export interface ServeOptions extends TlsServeOptions {
   maxLifetime?: number;
   /** Time limit of one deliver, ms. @default 300000 */
   deliverTimeout?: number;
+  /** Delivery attempts in flight at once (a webhook or relay sees this many requests at most). @default 8 × workers */
+  maxDeliveries?: number;
   /** How often the runner looks for messages made due by other processes, ms. @default 5000 */
   pollInterval?: number;
   /** On stop, how long deliveries in flight may finish before their leases are released, ms. @default 10000 */
@@ -125,7 +127,7 @@ export interface ServeOptions extends TlsServeOptions {
   authTimeout?: number;
 }
 
-type Optional = 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'controlGroup' | 'logStream' | 'syslog';
+type Optional = 'receiverPath' | 'builtin' | 'queueDir' | 'workers' | 'maxDeliveries' | 'controlGroup' | 'logStream' | 'syslog';
 export type ResolvedOptions = Required<Omit<ServeOptions, Optional | 'metrics' | keyof TlsServeOptions>>
   & Pick<ServeOptions, Optional> & { metrics: MetricsAddress | false } & ResolvedTls;
 
@@ -198,6 +200,7 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     retryMax: int('retryMax', o.retryMax ?? 4_000_000, 0),
     maxLifetime: int('maxLifetime', o.maxLifetime ?? 5 * 24 * 3600_000, 0),
     deliverTimeout: int('deliverTimeout', o.deliverTimeout ?? 300_000, 1),
+    maxDeliveries: o.maxDeliveries === undefined ? undefined : int('maxDeliveries', o.maxDeliveries, 1, 100_000),
     pollInterval: int('pollInterval', o.pollInterval ?? 5000, 10),
     shutdownGrace: int('shutdownGrace', o.shutdownGrace ?? 10_000, 0),
     lockWait: int('lockWait', o.lockWait ?? 10_000, 0),

@@ -123,6 +123,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     const runnerOptions = {
       retry: { minDelay: opts.retryMin, maxDelay: opts.retryMax, maxLifetime: opts.maxLifetime },
       deliverTimeout: opts.deliverTimeout,
+      concurrency: opts.maxDeliveries,
     };
     const canDeliver = overrides(receiver, 'deliver');
     if (opts.runner && canDeliver) {
