@@ -153,6 +153,6 @@ describe('--max-deliveries: attempts in flight at once', () => {
 
   it('with --max-deliveries 1 one deliver runs at a time; by default several do', async () => {
     assert.equal(await peakRunning(1, 6), 1);
-    assert.ok(await peakRunning(undefined, 6) > 1, 'the default (8 per worker) lets several run at once');
+    assert.ok(await peakRunning(undefined, 6) > 1, 'the default (32 per worker) lets several run at once');
   });
 });

@@ -77,7 +77,7 @@ Options:
   --no-runner              do not deliver from this process (leave it to runqueue)
   --queue-only             no delivery attempt right after the 250; the runner finds the message
   --deliver-timeout MS     time limit of one deliver (default 300000)
-  --max-deliveries N       delivery attempts in flight at once (default 8 x --workers)
+  --max-deliveries N       delivery attempts in flight at once (default 32 x --workers)
   --retry-min MS           first retry delay (default 300000)
   --retry-max MS           longest retry delay (default 4000000)
   --max-lifetime MS        queue lifetime before a message goes on hold (default 432000000, 5 days)

@@ -82,7 +82,7 @@ export interface ServeOptions extends TlsServeOptions {
   maxLifetime?: number;
   /** Time limit of one deliver, ms. @default 300000 */
   deliverTimeout?: number;
-  /** Delivery attempts in flight at once (a webhook or relay sees this many requests at most). @default 8 × workers */
+  /** Delivery attempts in flight at once (a webhook or relay sees this many requests at most). @default 32 × workers */
   maxDeliveries?: number;
   /** How often the runner looks for messages made due by other processes, ms. @default 5000 */
   pollInterval?: number;

@@ -22,7 +22,7 @@ export interface RunnerOptions {
   deliverTimeout?: number;
   /** How long a claim holds, ms. @default deliverTimeout + 60000 */
   leaseMs?: number;
-  /** Deliveries in flight at once (a few per worker, so claims and removals share LMDB commits). @default 8 × the pool size */
+  /** Deliveries in flight at once (several per worker: they share tasks and commits). @default 32 × the pool size */
   concurrency?: number;
   /** The daemon looks for due messages at least this often, ms (queue commands also wake it). @default 5000 */
   pollInterval?: number;
@@ -81,7 +81,7 @@ export class QueueRunner {
     this.retry = { ...DEFAULT_RETRY, ...o.retry };
     this.deliverTimeout = o.deliverTimeout ?? 300_000;
     this.leaseMs = o.leaseMs ?? this.deliverTimeout + 60_000;
-    this.concurrency = o.concurrency ?? pool.size * 8;
+    this.concurrency = o.concurrency ?? pool.size * 32;
     this.pollInterval = o.pollInterval ?? 5000;
     this.now = o.now ?? Date.now;
     this.random = o.random ?? Math.random;
