@@ -133,7 +133,7 @@ describe('back-pressure', () => {
 });
 
 describe('--max-deliveries: attempts in flight at once', () => {
-  /** Sends `n` messages whose deliver takes 150 ms (one worker), and returns the most delivers that ran at one time. */
+  /** Sends `n` messages whose deliver takes 400 ms (one worker), and returns the most delivers that ran at one time. */
   async function peakRunning(maxDeliveries: number | undefined, n: number): Promise<number> {
     const dir = await mkdtemp(join(tmpdir(), 'smtp-receive-max-deliveries-'));
     const logFile = join(dir, 'deliveries.log');
