@@ -19,6 +19,11 @@ export interface LogFields {
 /** Where lines go: the level, the text as a person reads it, and for a structured line its fields. */
 export type LogSink = (level: LogLevel, line: string, fields?: LogFields) => void;
 
+/** What was thrown, for a log line: an error's stack (or message), anything else as text. */
+export function stackOf(thrown: unknown): string {
+  return thrown instanceof Error ? (thrown.stack ?? thrown.message) : String(thrown);
+}
+
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 

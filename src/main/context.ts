@@ -3,7 +3,7 @@ import type { SMTPServerSession } from 'smtp-server';
 import type { Receiver } from '../core/receiver.ts';
 import { events, type RejectStage } from '../core/events.ts';
 import { toReply, toServerError, type SmtpReply } from '../core/reply.ts';
-import { log } from '../core/log.ts';
+import { log, stackOf } from '../core/log.ts';
 import type { DirSyncer } from '../core/spool.ts';
 import type { QueueStore } from '../core/store.ts';
 import type { ClientInfo } from '../core/types.ts';
@@ -61,7 +61,7 @@ export function limited<T>(hook: string, ms: number, run: () => Promise<T>): Pro
 /** Turns what a hook threw into a reply; internal failures are logged with their stack, never shown. */
 export function replyFor(thrown: unknown, where: string, fallback?: SmtpReply): SmtpReply {
   const { reply, internal } = toReply(thrown, fallback);
-  if (internal) log.error('%s failed: %s', where, thrown instanceof Error ? (thrown.stack ?? thrown.message) : String(thrown));
+  if (internal) log.error('%s failed: %s', where, stackOf(thrown));
   return reply;
 }
 

@@ -163,7 +163,9 @@ export class QueueRunner {
    */
   enqueued(record: QueueRecord, inline?: Uint8Array): void {
     this.reserved--;
-    void this.attempt(record, inline);
+    // the task carries its whole ArrayBuffer: a small body may be a view into Node's 8 KiB buffer pool
+    const own = inline && inline.byteLength !== inline.buffer.byteLength ? new Uint8Array(inline) : inline;
+    void this.attempt(record, own);
   }
 
   /** One pass (the `runqueue` command): all due messages, or the given ids whether due or not. */

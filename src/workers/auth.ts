@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { AuthenticateOptions, AuthenticateResult, AuthStatus } from 'mailauth';
 import type { AuthResult, AuthenticationVerdict, MessageAuth, StoredHead } from '../core/auth.ts';
-import { log } from '../core/log.ts';
+import { log, stackOf } from '../core/log.ts';
 import type { AuthSettings } from '../core/tasks.ts';
 import { forgedRanges, headOf } from './auth-header.ts';
 import { AuthDns } from './dns.ts';
@@ -141,7 +141,7 @@ export class Authenticator {
       auth = verdicts(result);
       header = resultsHeader(result, this.hostname);
     } catch (err) {
-      log.error('authentication of %s failed: %s', input.file, err instanceof Error ? (err.stack ?? err.message) : String(err));
+      log.error('authentication of %s failed: %s', input.file, stackOf(err));
       const failed: AuthenticationVerdict = { result: 'temperror', reason: 'authentication failed' };
       auth = { spf: failed, dkim: [], dmarc: failed, arc: failed };
       header = `Authentication-Results: ${this.hostname}; none\r\n`;

@@ -6,16 +6,13 @@
  * hangs), the messages that finished keep their outcomes.
  */
 import { BroadcastChannel } from 'node:worker_threads';
+import { stackOf } from '../core/log.ts';
 import type { Receiver } from '../core/receiver.ts';
 import type { QueueStore } from '../core/store.ts';
 import { WORKER_RESULTS_CHANNEL, type DeliverOutcome, type DeliverPartial, type DeliverTask, type ResultOf } from '../core/tasks.ts';
 import { deliverOnce } from './deliver.ts';
 
 let channel: BroadcastChannel | undefined;
-
-function stackOf(thrown: unknown): string {
-  return thrown instanceof Error ? (thrown.stack ?? thrown.message) : String(thrown);
-}
 
 export async function deliverBatch(receiver: Receiver, openStore: () => Promise<QueueStore>, task: DeliverTask): Promise<ResultOf['deliver']> {
   const results: Array<DeliverOutcome | null> = task.items.map(() => null);

@@ -7,7 +7,7 @@ import { StoredBody } from '../core/body.ts';
 import type { HookLogEvent } from '../core/events.ts';
 import { spliceInline } from '../core/head.ts';
 import { createReceiver } from '../core/load.ts';
-import { setLogLevel, setLogSink } from '../core/log.ts';
+import { setLogLevel, setLogSink, stackOf } from '../core/log.ts';
 import { Message } from '../core/message.ts';
 import { SmtpReply, toReply } from '../core/reply.ts';
 import { QueueLock } from '../core/lock.ts';
@@ -37,10 +37,6 @@ const openStore = (): Promise<QueueStore> => (store ??= (async () => {
   QueueLock.adopt(setup.queueDir, setup.lockFd);
   return QueueStore.open(setup.queueDir);
 })());
-
-function stackOf(thrown: unknown): string {
-  return thrown instanceof Error ? (thrown.stack ?? thrown.message) : String(thrown);
-}
 
 async function predeliver(task: PredeliverTask): Promise<PredeliverResult> {
   try {

@@ -68,7 +68,7 @@ export async function startLogging(o: LoggingOptions): Promise<Logging> {
   // lines gather in memory and are written every FLUSH_MS or once BUFFER bytes wait: one write
   // for many lines, not one per line (a SIGKILL loses at most those; an exit writes them first)
   const stderr = o.stream ? undefined : pino.destination({ fd: 2, sync: false, minLength: BUFFER, periodicFlush: FLUSH_MS });
-  const onExit = (): void => { try { stderr?.flushSync(); } catch { /* a write is in flight: it ends with the process */ } };
+  const onExit = (): void => { try { stderr?.flushSync(); } catch { /* stderr closed or the stream destroyed: nothing left to write to */ } };
   if (stderr) process.once('exit', onExit);
   out ??= stderr!;
   const first = o.format === 'text' ? new TextStream(out) : out;
