@@ -18,6 +18,7 @@ import type { MessageAuth } from '../src/core/auth.ts';
 import { showqueueCommand } from '../src/main/showqueue.ts';
 import { startTestServer, type TestServer } from '../src/testing.ts';
 import { startDns, type TestDns } from './helpers/dns.ts';
+import { jsonLines } from './helpers/logs.ts';
 import { storedMessage } from './helpers/queue.ts';
 
 const RECEIVER = fileURLToPath(new URL('./fixtures/auth-receiver.ts', import.meta.url));
@@ -103,7 +104,7 @@ describe('message authentication (SPF, DKIM, DMARC, ARC)', () => {
   async function seen(id: string, hook: string): Promise<Seen> {
     for (let i = 0; i < 200; i++) {
       const text = await readFile(seenFile, 'utf8').catch(() => '');
-      const hit = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Seen).find((s) => s.id === id && s.hook === hook);
+      const hit = jsonLines<Seen>(text).find((s) => s.id === id && s.hook === hook);
       if (hit) return hit;
       await new Promise((r) => setTimeout(r, 50));
     }

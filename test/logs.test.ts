@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { spawnCli, type CliProcess } from './helpers/cli.ts';
-import { sendTraffic, until } from './helpers/logs.ts';
+import { jsonLines, sendTraffic, until } from './helpers/logs.ts';
 
 const RECEIVER = new URL('./fixtures/logs-receiver.ts', import.meta.url).pathname;
 
@@ -35,7 +35,7 @@ describe('serve --log-format json', () => {
     const p = serve('json', '--log-format', 'json');
     const { port } = await p.ready();
     const { ok, deferred } = await sendTraffic(port);
-    const lines = (): Line[] => p.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);
+    const lines = (): Line[] => jsonLines<Line>(p.stderr);
     const find = (f: (l: Line) => boolean): Line | undefined => lines().find(f);
     await until(() => !!find((l) => l.event === 'delivered') && !!find((l) => l.event === 'deferred')
       && !!find((l) => l.event === 'aborted') && lines().filter((l) => l.event === 'session').length >= 3

@@ -19,6 +19,7 @@ import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import nodemailer from 'nodemailer';
 import { CliProcess, REPO_ROOT } from './helpers/cli.ts';
+import { jsonLines } from './helpers/logs.ts';
 import { afterTraceHeaders, until } from './helpers/queue.ts';
 import { RawClient, isQueued, queuedId } from './helpers/smtp.ts';
 
@@ -125,7 +126,7 @@ describe('installed as a dependency (npm pack, npm install in a fresh app)', { t
       assert.ok(id, info.response);
       const delivered = async (): Promise<Buffer | undefined> => {
         const text = await readFile(join(app, 'delivered.jsonl'), 'utf8').catch(() => '');
-        const entry = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string; bytes: string }).find((e) => e.id === id);
+        const entry = jsonLines<{ id: string; bytes: string }>(text).find((e) => e.id === id);
         return entry && Buffer.from(entry.bytes, 'base64');
       };
       await until(async () => (await delivered()) !== undefined, `delivery of ${id} by the app's receiver`, 20_000);

@@ -20,6 +20,7 @@ import { flush, RelayReceiver, runQueue, showQueue } from '../src/index.ts';
 import { startTestServer, type TestServer } from '../src/testing.ts';
 import { REPO_ROOT } from './helpers/cli.ts';
 import { sendRaw, testMessage } from './helpers/mail.ts';
+import { jsonLines } from './helpers/logs.ts';
 import { storedMessage, until } from './helpers/queue.ts';
 
 const HOOKED = new URL('./fixtures/relay-hook.ts', import.meta.url).pathname;
@@ -114,7 +115,7 @@ describe('relay: temporary and permanent refusals', () => {
   let server: TestServer;
   let failedLog: string;
   const hookLines = async (): Promise<Array<{ id: string; recipient: string; code: number; enhanced: string }>> =>
-    (existsSync(failedLog) ? (await readFile(failedLog, 'utf8')).trim().split('\n').map((l) => JSON.parse(l)) : []);
+    (existsSync(failedLog) ? jsonLines(await readFile(failedLog, 'utf8')) : []);
 
   before(async () => {
     failedLog = join(tmp, 'failed.log');

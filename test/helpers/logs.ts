@@ -3,6 +3,14 @@ import { RawClient, queuedId } from './smtp.ts';
 
 export const BODY = 'Subject: hi\r\n\r\nhello\r\n';
 
+/**
+ * The JSON lines of a file or stream another process is still writing: only the
+ * lines up to the last newline, since a read can land in the middle of a write.
+ */
+export function jsonLines<T>(text: string): T[] {
+  return text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((l) => JSON.parse(l) as T);
+}
+
 /** Waits (polling, at most `ms`) until `check` is true. */
 export async function until(check: () => boolean, what: string, ms = 30_000, explain = (): string => ''): Promise<void> {
   const deadline = Date.now() + ms;
