@@ -84,9 +84,12 @@ describe('several runners on one queue (the daemon\'s, and passes that runqueue 
     logFile = join(dir, 'deliveries.log');
     process.env.DELIVER_LOG = logFile;
     // the daemon only finds messages through its poll of the due index, like a runqueue pass does; each
-    // runqueue process below has the daemon (which owns the queue) run a pass with a runner of its own
+    // runqueue process below has the daemon (which owns the queue) run a pass with a runner of its own.
+    // One attempt at a time (slow@ takes 150 ms): alone, the daemon's runner needs 12 s for the 80
+    // messages, so the runqueue processes find some left even when they start slowly on a loaded
+    // machine (with the default 32 attempts at once it took them all before a runqueue had started)
     server = await startTestServer({
-      receiverPath: FLAKY, workers: 1, immediate: false, pollInterval: 20, queueDir: join(dir, 'queue'),
+      receiverPath: FLAKY, workers: 1, immediate: false, pollInterval: 20, maxDeliveries: 1, queueDir: join(dir, 'queue'),
     });
   });
   after(async () => {
