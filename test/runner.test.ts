@@ -1,7 +1,7 @@
 /** The queue runner with an injectable clock: retries, backoff, fields that persist, recipients, expiry, worker failures. */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,6 +10,7 @@ import { WorkerPool } from '../src/main/pool.ts';
 import { QueueRunner, type RunnerOptions } from '../src/main/runner.ts';
 import { enqueueTest } from './helpers/enqueue.ts';
 import { ownQueue } from './helpers/owned.ts';
+import { until } from './helpers/queue.ts';
 
 const FLAKY = new URL('./fixtures/flaky-deliver.ts', import.meta.url).pathname;
 const PARTIAL = new URL('./fixtures/partial-deliver.ts', import.meta.url).pathname;
@@ -32,6 +33,8 @@ async function rig(receiverPath: string, o: RunnerOptions = {}): Promise<Rig> {
   const owned = await ownQueue(dir);
   const { store } = owned;
   const pool = new WorkerPool({ receiverPath, queueDir: dir, domains: ['localhost'], hostname: 'test', lockFd: owned.lock.fd }, { size: 1 });
+  // the worker loads the receiver first (seconds on a loaded machine): not within a task's time limit
+  await pool.ready();
   const clock = { now: 1_000_000 };
   const runner = new QueueRunner(store, pool, {
     now: () => clock.now, random: () => 0.5, // 0.5: no jitter
@@ -198,5 +201,33 @@ describe('queue runner: attempts go to the pool in batches', () => {
     for (const m of ms) assert.equal(r.store.get(m.msg.id), undefined);
     const tasks = r.pool.stats().completed - tasksBefore;
     assert.ok(tasks >= 2 && tasks <= 4, `20 messages in ${tasks} tasks (at most 16 a task)`);
+  });
+});
+
+describe('queue runner: a slow attempt does not hold its batch-mates', () => {
+  let r: Rig;
+  // a time limit far away: the worker's report just before it plays no part here
+  before(async () => { r = await rig(FLAKY, { deliverTimeout: 120_000 }); });
+  after(async () => {
+    delete process.env.DELIVER_GATE;
+    await r.close();
+  });
+
+  it('the quick ones of a task are delivered and removed while the slow one still runs', async () => {
+    const gate = join(r.dir, 'open-the-gate');
+    process.env.DELIVER_GATE = gate; // read by the fixture in the worker, at each poll
+    const ok = await Promise.all([0, 1, 2].map(() => enqueueTest(r.store, { to: ['ok@localhost'], time: r.clock.now })));
+    const slow = await enqueueTest(r.store, { to: ['gate@localhost'], time: r.clock.now });
+    const tasksBefore = r.pool.stats().completed;
+    const pass = r.runner.runOnce();
+    await until(() => ok.every((m) => !r.store.has(m.msg.id)), 'the quick ones to be removed while gate@ waits', 30_000);
+    assert.ok(r.store.get(slow.msg.id)?.lease, 'gate@ is still being attempted');
+    await writeFile(gate, '');
+    const s = await pass;
+    assert.equal(s.delivered, 4);
+    assert.equal(r.pool.stats().completed - tasksBefore, 1, 'all four went out in one task');
+    assert.equal(r.store.has(slow.msg.id), false);
+    const lines = await r.log();
+    for (const m of [...ok, slow]) assert.equal(lines.filter((l) => l.startsWith(`${m.msg.id} `)).length, 1, 'each attempted once');
   });
 });

@@ -80,28 +80,31 @@ export interface DeliverItem {
 /**
  * Delivery attempts for one or more messages (those the runner had ready at
  * the same moment: one message to the pool and one result back for several).
- * The worker runs them concurrently. When some are still running at
- * `reportAt`, it posts the results it has on WORKER_RESULTS_CHANNEL tagged
- * with `batch` (and again at each later outcome), so that a deliver that
- * hangs (and has its worker ended at the time limit) does not take its
- * batch-mates' outcomes with it.
+ * The worker runs them concurrently. An attempt that ends while others of
+ * its batch still run comes back early, as a DeliverPartial the worker posts
+ * on its own port (tagged with `batch`); from `reportAt` every outcome does,
+ * so that a deliver that hangs (and has its worker ended at the time limit)
+ * does not take its batch-mates' outcomes with it.
  */
 export interface DeliverTask {
   kind: 'deliver';
   items: DeliverItem[];
   batch: string;
-  /** Date.now() at which to report (a little before the task's time limit, which counts from its sending). */
+  /** Date.now() at which to report each outcome at once (a little before the task's time limit, which counts from its sending). */
   reportAt: number;
 }
 
-/** Partial results of a delivery batch (see DeliverTask), on WORKER_RESULTS_CHANNEL. */
+/** Outcomes of some of a delivery batch's attempts (see DeliverTask), posted by the worker before the task ends. */
 export interface DeliverPartial {
+  kind: 'deliver-partial';
   batch: string;
-  /** By item index; a hole is an item still running. */
-  results: Array<DeliverOutcome | null>;
+  /** [item index, outcome] */
+  results: Array<[number, DeliverOutcome]>;
 }
 
-export const WORKER_RESULTS_CHANNEL = 'smtp-receive:deliver-partial';
+export function isDeliverPartial(m: unknown): m is DeliverPartial {
+  return typeof m === 'object' && m !== null && (m as { kind?: unknown }).kind === 'deliver-partial';
+}
 
 export interface DeliverResult {
   ok: true;

@@ -7,12 +7,13 @@
  * workers (at least MIN_SHARE attempts each, at most MAX_BATCH in a task).
  *
  * A task's time limit is the deliver limit (its attempts run concurrently).
- * When the pool ends a worker at the limit, the attempts that had finished
- * keep their outcomes: the worker posts them shortly before the limit
- * (src/workers/deliver-batch.ts); the others get the pool's failure.
+ * An attempt that ends while batch-mates still run comes back before the task
+ * does (src/workers/deliver-batch.ts): its slot and its outcome do not wait
+ * for a slow batch-mate. When the pool ends a worker at the limit, the
+ * attempts that had finished have their outcomes already; the others get the
+ * pool's failure.
  */
-import { BroadcastChannel } from 'node:worker_threads';
-import { WORKER_RESULTS_CHANNEL, type DeliverItem, type DeliverOutcome, type DeliverPartial, type PoolFailure } from '../core/tasks.ts';
+import { isDeliverPartial, type DeliverItem, type DeliverOutcome, type PoolFailure } from '../core/tasks.ts';
 import type { WorkerPool } from './pool.ts';
 
 const MAX_BATCH = 16;
@@ -25,6 +26,8 @@ export type AttemptOutcome = DeliverOutcome | PoolFailure;
 interface Waiting {
   item: DeliverItem;
   resolve: (outcome: AttemptOutcome) => void;
+  /** Its outcome came (early, or with the task's result). */
+  done?: boolean;
 }
 
 export class DeliveryBatcher {
@@ -33,9 +36,9 @@ export class DeliveryBatcher {
   /** Tasks sent and not answered. */
   private inFlight = 0;
   private seq = 0;
-  /** Partial results of batches in flight, by batch id (null: none came). */
-  private readonly partials = new Map<string, Array<DeliverOutcome | null> | null>();
-  private channel: BroadcastChannel | undefined;
+  /** Batches of several attempts in flight, by batch id: their early outcomes resolve them. */
+  private readonly open = new Map<string, Waiting[]>();
+  private unlisten: (() => void) | undefined;
 
   constructor(private readonly pool: WorkerPool, private readonly timeoutMs: number, private readonly owner: string) {}
 
@@ -48,10 +51,10 @@ export class DeliveryBatcher {
     });
   }
 
-  /** Stops listening for partial results (after the last batch). */
+  /** Stops listening for early outcomes (after the last batch). */
   close(): void {
-    this.channel?.close();
-    this.channel = undefined;
+    this.unlisten?.();
+    this.unlisten = undefined;
   }
 
   private dispatch(): void {
@@ -71,27 +74,32 @@ export class DeliveryBatcher {
     const id = `${this.owner}:${++this.seq}`;
     if (batch.length > 1) {
       this.listen();
-      this.partials.set(id, null);
+      this.open.set(id, batch);
     }
-    // the worker reports what has finished a little before the limit, while it still can
+    // the worker reports each outcome at once from a little before the limit, while it still can
     const reportAt = Date.now() + this.timeoutMs - Math.min(1000, this.timeoutMs / 10);
     this.inFlight++;
     const result = await this.pool.run({ kind: 'deliver', items: batch.map((w) => w.item), batch: id, reportAt }, this.timeoutMs);
     this.inFlight--;
-    const partial = this.partials.get(id);
-    this.partials.delete(id);
+    this.open.delete(id);
     for (const [i, w] of batch.entries()) {
-      w.resolve(result.ok ? result.results[i]! : (partial?.[i] ?? result));
+      if (w.done) continue;
+      w.done = true;
+      w.resolve(result.ok ? result.results[i]! : result);
     }
   }
 
   private listen(): void {
-    if (this.channel) return;
-    this.channel = new BroadcastChannel(WORKER_RESULTS_CHANNEL);
-    this.channel.unref();
-    this.channel.onmessage = (e: unknown) => {
-      const p = (e as { data: DeliverPartial }).data;
-      if (this.partials.has(p.batch)) this.partials.set(p.batch, p.results);
-    };
+    this.unlisten ??= this.pool.onWorkerMessage((m) => {
+      if (!isDeliverPartial(m)) return;
+      const batch = this.open.get(m.batch); // (another runner's batch, or one whose result came first: not ours to settle)
+      if (!batch) return;
+      for (const [i, outcome] of m.results) {
+        const w = batch[i];
+        if (!w || w.done) continue;
+        w.done = true;
+        w.resolve(outcome);
+      }
+    });
   }
 }

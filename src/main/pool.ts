@@ -106,6 +106,15 @@ export class WorkerPool {
     if (failed && isPoolFailure(failed)) throw new Error(`the worker pool did not start: ${failed.error}`);
   }
 
+  /**
+   * Messages a worker posts on its own, outside a task's result (a delivery
+   * batch's early outcomes). Returns the function that stops listening.
+   */
+  onWorkerMessage(listener: (message: unknown) => void): () => void {
+    this.pool.on('message', listener);
+    return () => { this.pool.off('message', listener); };
+  }
+
   /** Tasks waiting for a worker. */
   get queueSize(): number {
     return this.pool.queueSize;

@@ -69,6 +69,8 @@ export class QueueRunner {
   private stopping = false;
   private timer: NodeJS.Timeout | undefined;
   private flushing: NodeJS.Immediate | undefined;
+  /** A look for due messages is set for the end of this event turn (pumpSoon). */
+  private pumpQueued = false;
   private readonly batcher: DeliveryBatcher;
   private readonly idle: Array<() => void> = [];
   private readonly slots: Array<() => void> = [];
@@ -209,6 +211,20 @@ export class QueueRunner {
     return claimed.filter((r): r is QueueRecord => !!r);
   }
 
+  /**
+   * Looks for due messages once at the end of this event turn, however many
+   * attempts ended in it (a batch's outcomes come back together): each look
+   * reads the due index.
+   */
+  private pumpSoon(): void {
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    setImmediate(() => {
+      this.pumpQueued = false;
+      this.pump();
+    });
+  }
+
   private pump(): void {
     if (!this.running || this.pumping) return;
     clearTimeout(this.timer);
@@ -270,7 +286,7 @@ export class QueueRunner {
       this.active.delete(id);
       this.writing++;
       for (const f of this.slots.splice(0)) f();
-      this.pump();
+      this.pumpSoon();
     };
     const started = performance.now();
     let ms = 0;
@@ -338,7 +354,7 @@ export class QueueRunner {
         for (const f of this.slots.splice(0)) f();
       }
       this.settle();
-      this.pump();
+      this.pumpSoon();
     }
   }
 }
