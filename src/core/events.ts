@@ -51,7 +51,7 @@ export interface RejectedEvent {
   stage: RejectStage;
   /**
    * A short label from a fixed set: 'receiver' (a hook said no), 'hook-error', 'hook-timeout', 'too-many-recipients', 'bad-address', 'too-big', 'busy', 'storage', 'internal', 'dmarc' (--dmarc-reject) …;
-   * limits: 'too-many-commands', 'too-many-bad-commands', 'idle-timeout', 'data-timeout', 'line-too-long';
+   * limits: 'too-many-commands', 'too-many-bad-commands', 'too-many-auth-failures', 'idle-timeout', 'data-timeout', 'line-too-long';
    * syntax: 'unknown-parameter', 'utf8-without-smtputf8', 'bad-utf8', 'bad-bytes'
    */
   reason: string;

@@ -74,6 +74,8 @@ Options:
   --require-tls            refuse MAIL before STARTTLS (530 5.7.0)
   --allow-insecure-auth    offer AUTH (when the receiver has checkAuth) without TLS too;
                            by default AUTH is offered only inside TLS
+  --max-auth-failures N    the Nth refused AUTH (535 or another 5xx; a 454 does not count) in one
+                           session is followed by 421 4.7.0, closing it (default 3; 0: no limit)
   --no-runner              do not deliver from this process (leave it to runqueue)
   --queue-only             no delivery attempt right after the 250; the runner finds the message
   --deliver-timeout MS     time limit of one deliver (default 300000)
@@ -152,7 +154,7 @@ export const SERVE_FLAGS = {
   maildir: { type: 'string' }, webhook: { type: 'string' }, 'webhook-secret': { type: 'string' }, 'webhook-secret-file': { type: 'string' },
   'webhook-timeout': { type: 'string' }, relay: { type: 'string' }, 'relay-timeout': { type: 'string' },
   'tls-key': { type: 'string' }, 'tls-cert': { type: 'string' }, 'listen-tls': { type: 'string' },
-  'require-tls': { type: 'boolean' }, 'allow-insecure-auth': { type: 'boolean' },
+  'require-tls': { type: 'boolean' }, 'allow-insecure-auth': { type: 'boolean' }, 'max-auth-failures': { type: 'string' },
   metrics: { type: 'string' },
   'proxy-from': { type: 'string', multiple: true }, 'proxy-timeout': { type: 'string' },
   auth: { type: 'string' }, 'dmarc-reject': { type: 'boolean' }, 'dns-servers': { type: 'string' },
@@ -217,6 +219,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     tlsPort: listenTls?.port,
     requireTls: v['require-tls'],
     allowInsecureAuth: v['allow-insecure-auth'],
+    maxAuthFailures: num('max-auth-failures', v['max-auth-failures']),
     metrics: v.metrics,
     proxyFrom: v['proxy-from']?.flatMap((list) => list.split(',')).filter((e) => e.trim() !== ''),
     proxyTimeout: num('proxy-timeout', v['proxy-timeout']),
@@ -239,6 +242,7 @@ const FLAG: Record<string, string> = {
   socketTimeout: 'idle-timeout', dataTimeout: 'data-timeout', maxLineLength: 'max-line-length',
   maxRecipients: 'max-recipients', maxSize: 'max-size',
   tlsKey: 'tls-key', tlsCert: 'tls-cert', tlsHost: 'listen-tls', tlsPort: 'listen-tls', requireTls: 'require-tls',
+  maxAuthFailures: 'max-auth-failures',
   proxyFrom: 'proxy-from', proxyTimeout: 'proxy-timeout',
   logFormat: 'log-format', logLevel: 'log-level', syslogFacility: 'syslog-facility',
   dnsServers: 'dns-servers', authDnsTimeout: 'auth-dns-timeout', authTimeout: 'auth-timeout',

@@ -16,6 +16,8 @@ export interface TlsServeOptions {
   allowInsecureAuth?: boolean;
   /** Pause before answering a failed AUTH with 535, ms (slows password guessing). @default 1000 */
   authFailureDelay?: number;
+  /** Failed AUTHs (5xx) in one connection; the last one's reply is followed by `421 4.7.0` and the connection closes. 0: no limit. @default 3 */
+  maxAuthFailures?: number;
 }
 
 export interface ResolvedTls {
@@ -26,6 +28,7 @@ export interface ResolvedTls {
   requireTls: boolean;
   allowInsecureAuth: boolean;
   authFailureDelay: number;
+  maxAuthFailures: number;
 }
 
 export function resolveTls(o: TlsServeOptions & { host?: string }): ResolvedTls {
@@ -46,6 +49,10 @@ export function resolveTls(o: TlsServeOptions & { host?: string }): ResolvedTls 
   if (!Number.isInteger(delay) || delay < 0 || delay > 60_000) {
     throw new OptionError('authFailureDelay', `must be a whole number from 0 to 60000, got ${JSON.stringify(delay)}`);
   }
+  const maxAuthFailures = o.maxAuthFailures ?? 3;
+  if (!Number.isSafeInteger(maxAuthFailures) || maxAuthFailures < 0) {
+    throw new OptionError('maxAuthFailures', `must be a whole number, 0 or more (0: no limit), got ${JSON.stringify(maxAuthFailures)}`);
+  }
   return {
     tls,
     tlsHost: o.tlsPort === undefined ? undefined : o.tlsHost ?? o.host ?? '127.0.0.1',
@@ -53,5 +60,6 @@ export function resolveTls(o: TlsServeOptions & { host?: string }): ResolvedTls 
     requireTls: o.requireTls ?? false,
     allowInsecureAuth: o.allowInsecureAuth ?? false,
     authFailureDelay: delay,
+    maxAuthFailures,
   };
 }

@@ -18,6 +18,10 @@
  *   `421 4.7.0 Line too long` (the parser cannot go on after it).
  * - smtp-server's idle timeout (`socketTimeout`): the reply becomes
  *   `421 4.4.2 Idle timeout` and is reported.
+ * - `closeAfterReply(session, …)`: the daemon's way to end a session right
+ *   after the reply it is about to send (too many failed AUTHs, ../main/auth.ts):
+ *   that reply goes out as it is, then a `421`, which closes the connection
+ *   before the parser can run anything the client pipelined behind it.
  */
 import { SmtpReply } from '../core/reply.ts';
 import type { RefusalListener, RefusalStage } from './smtp-syntax.ts';
@@ -51,6 +55,25 @@ export const LimitReplies = {
   idleTimeout: new SmtpReply(421, '4.4.2', 'Idle timeout, closing connection'),
   dataTimeout: new SmtpReply(421, '4.4.2', 'DATA took too long, closing connection'),
 } as const;
+
+/** A session to end after its next reply: the 421 to end it with, and the refusal's labels. */
+interface CloseAfter {
+  stage: RefusalStage;
+  reason: string;
+  reply: SmtpReply;
+}
+// keyed by smtp-server's session object (the connection keeps one for its whole life, STARTTLS included)
+const closeAfter = new WeakMap<object, CloseAfter>();
+
+/**
+ * Ends the session of `session` right after the next reply it sends: that reply as it is, then `reply`
+ * (a 421), which closes the connection and is reported (`onRefused`) when it is sent. Call it just before
+ * handing smtp-server the reply (its callbacks send synchronously); a connection that is closed or
+ * closing by then (a limit's own 421, a client that left) gets no 421 and reports nothing more.
+ */
+export function closeAfterReply(session: object, stage: RefusalStage, reason: string, reply: SmtpReply): void {
+  closeAfter.set(session, { stage, reason, reply });
+}
 
 // the replies that count as a bad command: syntax, unknown or out-of-sequence commands, unknown parameters
 const BAD = new Set([500, 501, 502, 503, 504, 555]);
@@ -164,7 +187,7 @@ export function patchLimits(conn: Record<string, Method>, originals: LimitOrigin
 export function patchLimitReplies(conn: Record<string, Method>): void {
   const send = conn.send!;
   // send: the bad-command count (its last one is answered with the 421), and the idle timeout's reply
-  conn.send = function (this: any, code: number, data: unknown, context: unknown): unknown {
+  const limited = function (this: any, code: number, data: unknown, context: unknown): unknown {
     if (this._srIdle && code === 421) {
       this._srIdle = false;
       report(this, 'command', 'idle-timeout', LimitReplies.idleTimeout);
@@ -179,5 +202,18 @@ export function patchLimitReplies(conn: Record<string, Method>): void {
       }
     }
     return send.call(this, code, data, context);
+  };
+  // send: then the 421 of closeAfterReply, when one waits (a 421 of the reply's own closes already)
+  conn.send = function (this: any, code: number, data: unknown, context: unknown): unknown {
+    const close = this.session ? closeAfter.get(this.session) : undefined;
+    if (close === undefined || code === 421) return limited.call(this, code, data, context);
+    closeAfter.delete(this.session);
+    const result = limited.call(this, code, data, context);
+    // closing or closed already (a limit's own 421, the client gone during authFailureDelay): nothing to add
+    if (!this._closing && !this._closed) {
+      report(this, close.stage, close.reason, close.reply);
+      send.call(this, 421, close.reply.line, false);
+    }
+    return result;
   };
 }

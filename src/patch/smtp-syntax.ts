@@ -22,7 +22,7 @@ import { SmtpReply } from '../core/reply.ts';
 type Method = (this: any, ...args: any[]) => any;
 
 /** Where a refusal happened, for `rejected` events (a subset of RejectStage). */
-export type RefusalStage = 'connect' | 'command' | 'mail' | 'rcpt' | 'data';
+export type RefusalStage = 'connect' | 'command' | 'auth' | 'mail' | 'rcpt' | 'data';
 
 /** What the daemon passes to smtp-server to hear about the refusals of these patches. */
 export interface RefusalListener {
