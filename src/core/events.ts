@@ -26,6 +26,8 @@ export interface ConnectionRefusedEvent {
   remoteAddress: string;
   /** The reply sent, when there was one (`421 4.7.0 …`). */
   reply?: string;
+  /** A 'per-client' refusal that counted an IPv6 prefix (ipv6PrefixLength) as one client: that prefix (`2001:db8:1:2::/64`). */
+  prefix?: string;
 }
 
 export interface SessionEndEvent {

@@ -56,6 +56,8 @@ Options:
   --max-clients N          most concurrent connections (default 1000; each listener counts its own)
   --max-clients-per-ip N   most concurrent connections from one client address; one more gets
                            421 4.7.0 (default 50; 0: no limit)
+  --ipv6-prefix-length N   --max-clients-per-ip counts an IPv6 client by its /N network, as one
+                           host usually holds a /64 (default 64; 128: per address)
   --max-commands N         most commands in one session, then 421 4.7.0 (default 10000; 0: no limit)
   --max-bad-commands N     after N bad commands (answered 500-504 or 555) in one session, 421 4.7.0
                            (default 10; 0: no limit)
@@ -144,7 +146,7 @@ export const SERVE_FLAGS = {
   ident: { type: 'boolean' }, 'ident-timeout': { type: 'string' }, 'inline-max': { type: 'string' },
   'hook-timeout': { type: 'string' }, 'predeliver-timeout': { type: 'string' },
   workers: { type: 'string' }, 'worker-queue': { type: 'string' }, 'max-clients': { type: 'string' },
-  'max-clients-per-ip': { type: 'string' }, 'max-commands': { type: 'string' }, 'max-bad-commands': { type: 'string' },
+  'max-clients-per-ip': { type: 'string' }, 'ipv6-prefix-length': { type: 'string' }, 'max-commands': { type: 'string' }, 'max-bad-commands': { type: 'string' },
   'idle-timeout': { type: 'string' }, 'data-timeout': { type: 'string' }, 'max-line-length': { type: 'string' },
   'max-recipients': { type: 'string' }, 'max-size': { type: 'string' },
   'no-runner': { type: 'boolean' }, 'queue-only': { type: 'boolean' }, 'deliver-timeout': { type: 'string' }, 'max-deliveries': { type: 'string' },
@@ -196,6 +198,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     workerQueue: num('worker-queue', v['worker-queue']),
     maxClients: num('max-clients', v['max-clients']),
     maxClientsPerIp: num('max-clients-per-ip', v['max-clients-per-ip']),
+    ipv6PrefixLength: num('ipv6-prefix-length', v['ipv6-prefix-length']),
     maxCommands: num('max-commands', v['max-commands']),
     maxBadCommands: num('max-bad-commands', v['max-bad-commands']),
     socketTimeout: num('idle-timeout', v['idle-timeout']),
@@ -238,7 +241,7 @@ const FLAG: Record<string, string> = {
   predeliverTimeout: 'predeliver-timeout', workerQueue: 'worker-queue', maxClients: 'max-clients',
   deliverTimeout: 'deliver-timeout', maxDeliveries: 'max-deliveries', retryMin: 'retry-min', retryMax: 'retry-max', maxLifetime: 'max-lifetime',
   shutdownGrace: 'shutdown-grace', lockWait: 'lock-wait', controlGroup: 'control-group',
-  maxClientsPerIp: 'max-clients-per-ip', maxCommands: 'max-commands', maxBadCommands: 'max-bad-commands',
+  maxClientsPerIp: 'max-clients-per-ip', ipv6PrefixLength: 'ipv6-prefix-length', maxCommands: 'max-commands', maxBadCommands: 'max-bad-commands',
   socketTimeout: 'idle-timeout', dataTimeout: 'data-timeout', maxLineLength: 'max-line-length',
   maxRecipients: 'max-recipients', maxSize: 'max-size',
   tlsKey: 'tls-key', tlsCert: 'tls-cert', tlsHost: 'listen-tls', tlsPort: 'listen-tls', requireTls: 'require-tls',

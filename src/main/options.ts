@@ -8,6 +8,7 @@ import { CommandUsageError } from './command.ts';
 import { resolveTls, type ResolvedTls, type TlsServeOptions } from './tls-options.ts';
 import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, type MetricsAddress } from './metrics/address.ts';
 import { checkProxyFrom } from './proxy-from.ts';
+import { IPV6_PREFIX_DEFAULT } from './client-key.ts';
 import { FACILITIES, parseSyslogTarget } from './log/syslog-target.ts';
 
 /** (TLS and AUTH: see TlsServeOptions, ./tls-options.ts.) */
@@ -56,8 +57,13 @@ export interface ServeOptions extends TlsServeOptions {
   maxClients?: number;
   /** Idle time before a session is dropped, ms. @default 60000 */
   socketTimeout?: number;
-  /** Sessions at once from one client address; one more gets 421 4.7.0. 0: no limit. @default 50 */
+  /** Sessions at once from one client (an IPv4 address, an IPv6 prefix: ipv6PrefixLength); one more gets 421 4.7.0. 0: no limit. @default 50 */
   maxClientsPerIp?: number;
+  /**
+   * maxClientsPerIp counts an IPv6 client by its first this many bits, as one host usually holds a
+   * whole /64; 128: per address. (IPv4, and IPv4-mapped IPv6, count per address.) @default 64
+   */
+  ipv6PrefixLength?: number;
   /** Commands in one session; one more gets 421 4.7.0. 0: no limit. @default 10000 */
   maxCommands?: number;
   /** Bad commands (answered 500–504 or 555) in one session; the last of them gets 421 4.7.0 instead. 0: no limit. @default 10 */
@@ -187,6 +193,7 @@ export function resolveOptions(o: ServeOptions): ResolvedOptions {
     maxClients: int('maxClients', o.maxClients ?? 1000, 1),
     socketTimeout: int('socketTimeout', o.socketTimeout ?? 60_000, 1000),
     maxClientsPerIp: int('maxClientsPerIp', o.maxClientsPerIp ?? 50, 0),
+    ipv6PrefixLength: int('ipv6PrefixLength', o.ipv6PrefixLength ?? IPV6_PREFIX_DEFAULT, 1, 128),
     maxCommands: int('maxCommands', o.maxCommands ?? 10_000, 0),
     maxBadCommands: int('maxBadCommands', o.maxBadCommands ?? 10, 0),
     dataTimeout: int('dataTimeout', o.dataTimeout ?? 600_000, 0),

@@ -5,7 +5,8 @@
  * absent turns it off. Every hit goes to the server options `onRefused` /
  * `onClientRefused` with a fixed reason label.
  *
- * - `maxClientsPerIp`: sessions open at once from one client address; one
+ * - `maxClientsPerIp`: sessions open at once from one client (its address, or
+ *   the key the server option `clientKey` gives it: an IPv6 prefix); one
  *   more gets `421 4.7.0` before the reverse lookup and `onConnect`.
  * - `maxCommands`: commands in one session; the next gets `421 4.7.0`.
  * - `maxBadCommands`: commands answered 500–504 or 555 in one session; the
@@ -34,10 +35,15 @@ export interface LimitOptions extends RefusalListener {
   maxCommands?: number;
   maxBadCommands?: number;
   dataTimeout?: number;
-  /** The sessions per client address, shared by the servers given it (each listener); else one per server. */
+  /** The sessions per client, shared by the servers given it (each listener); else one per server. */
   clientCounts?: Map<string, number>;
-  /** A connection refused before its session began: `reason` is a fixed label. */
-  onClientRefused?(remoteAddress: string, reason: string, reply: SmtpReply): void;
+  /**
+   * The client a session counts against, from its address (default: the address). A key with a
+   * `/` is a range in CIDR form (`2001:db8:1:2::/64`), which the refusal names.
+   */
+  clientKey?(remoteAddress: string): string;
+  /** A connection refused before its session began: `reason` is a fixed label; `range` the key when it is a range. */
+  onClientRefused?(remoteAddress: string, reason: string, reply: SmtpReply, range?: string): void;
 }
 
 /** The originals these changes call (checked by ./smtp-server.ts). */
@@ -49,6 +55,8 @@ export interface LimitOriginals {
 
 export const LimitReplies = {
   perClient: new SmtpReply(421, '4.7.0', 'Too many connections from your address, try again later'),
+  /** The same counted per range: "your address" would mislead a client with one connection from its own. */
+  perRange: (range: string): SmtpReply => new SmtpReply(421, '4.7.0', `Too many connections from ${range}, try again later`),
   tooManyCommands: new SmtpReply(421, '4.7.0', 'Too many commands in one session, closing connection'),
   tooManyBadCommands: new SmtpReply(421, '4.7.0', 'Too many bad commands, closing connection'),
   lineTooLong: new SmtpReply(421, '4.7.0', 'Line too long, closing connection'),
@@ -100,7 +108,8 @@ export function patchLimits(conn: Record<string, Method>, originals: LimitOrigin
     const socket = this._socket;
     if (limit && !this._srCounted && !socket.destroyed) {
       const counts = perClient(this._server);
-      const key = String(this.remoteAddress);
+      const address = String(this.remoteAddress);
+      const key = options.clientKey ? options.clientKey(address) : address;
       const n = (counts.get(key) ?? 0) + 1;
       counts.set(key, n);
       this._srCounted = true;
@@ -110,8 +119,10 @@ export function patchLimits(conn: Record<string, Method>, originals: LimitOrigin
         else counts.delete(key);
       });
       if (n > limit) {
-        if (options.onClientRefused) options.onClientRefused(key, 'per-client', LimitReplies.perClient);
-        this.send(421, LimitReplies.perClient.line);
+        const range = key.includes('/') ? key : undefined;
+        const reply = range ? LimitReplies.perRange(range) : LimitReplies.perClient;
+        if (options.onClientRefused) options.onClientRefused(address, 'per-client', reply, range);
+        this.send(421, reply.line);
         return undefined;
       }
     }

@@ -57,8 +57,8 @@ function sessionEnd(e: SessionEndEvent): void {
 }
 
 function connectionRefused(e: ConnectionRefusedEvent): void {
-  log.event('info', { event: 'refused', peer: e.remoteAddress, reason: e.reason, reply: e.reply },
-    `connection refused peer=[${e.remoteAddress}] reason=${e.reason}${e.reply ? `: ${e.reply}` : ''}`);
+  log.event('info', { event: 'refused', peer: e.remoteAddress, prefix: e.prefix, reason: e.reason, reply: e.reply },
+    `connection refused peer=[${e.remoteAddress}]${e.prefix ? ` prefix=${e.prefix}` : ''} reason=${e.reason}${e.reply ? `: ${e.reply}` : ''}`);
 }
 
 /**
