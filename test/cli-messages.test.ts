@@ -32,7 +32,7 @@ describe('queue command messages', () => {
   it('an unknown option is named, with the valid ones', async () => {
     const r = await runCli(['showqueue', '--queue', queue, '--jsn']);
     assert.equal(r.code, 2);
-    assert.equal(r.stderr, 'smtp-receive: unknown option --jsn (valid: --receiver, --queue, --json, --bodies, --help/-h; see --help)\n');
+    assert.equal(r.stderr, 'smtp-receive: unknown option --jsn (valid: --receiver, --queue, --json, --bodies, --maildir, --webhook, --webhook-secret, --webhook-secret-file, --webhook-timeout, --relay, --relay-timeout, --help/-h; see --help)\n');
   });
 
   it('an option without its value says so', async () => {

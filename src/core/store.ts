@@ -6,6 +6,7 @@
  *   bodies    id → stored bytes of an inline body (binary)
  *   due       [nextAttempt, id] → null: the index the queue runner scans
  *   leases    id → lease expiry: the messages being delivered (schema 2)
+ *   (root)    schema; the receiver serve runs (./receiver-record.ts)
  *
  * One owner: exactly one process opens a queue's environment — the one that
  * holds the queue's lock (src/core/lock.ts): `serve`, or a queue command when
@@ -25,6 +26,8 @@ import { events } from './events.ts';
 import type { StoredHead } from './auth.ts';
 import { QueueLock, type OwnerRole } from './lock.ts';
 import type { MessageSnapshot } from './types.ts';
+import type { RecordedBuiltin } from '../receivers/recorded.ts';
+import { readReceiverRecord, writeReceiverRecord, type RecordedReceiver } from './receiver-record.ts';
 
 /** 2 adds the `leases` index; a version 1 queue is migrated when its owner opens it. */
 export const SCHEMA_VERSION = 2;
@@ -231,13 +234,23 @@ export class QueueStore {
     if (started) events.commit.publish({ ms: performance.now() - started });
   }
 
-  /** Remembers which receiver module `serve` runs, for `runqueue`/`showqueue` to find. */
-  async recordReceiver(path: string | undefined): Promise<void> {
-    await this.root.put('receiver', path ?? null);
+  /**
+   * Remembers which receiver `serve` runs, for `runqueue`/`showqueue` to find
+   * when no daemon runs: the module's path, or the built-in receiver's record
+   * (its settings without secrets), and serve's hostname (./receiver-record.ts).
+   */
+  async recordReceiver(path: string | undefined, o: { builtin?: RecordedBuiltin; hostname?: string } = {}): Promise<void> {
+    await writeReceiverRecord(this.root, path, o);
   }
 
+  /** The receiver module serve recorded, if it ran one. */
   recordedReceiver(): string | undefined {
-    return (this.root.get('receiver') as string | null | undefined) ?? undefined;
+    return this.recordedSetup().module;
+  }
+
+  /** What serve recorded about its receiver (see recordReceiver). */
+  recordedSetup(): RecordedReceiver {
+    return readReceiverRecord(this.root);
   }
 
   get(id: string): QueueRecord | undefined {

@@ -5,7 +5,8 @@
 import { log } from '../core/log.ts';
 import { parseHostPort } from './address.ts';
 import { authFlags } from './auth-options.ts';
-import { builtinFromFlags, OptionError, type ServeOptions } from './options.ts';
+import { BUILTIN_FLAGS, BUILTIN_OPTION_FLAGS, BUILTIN_USAGE, builtinFlagValues, builtinFromFlags } from './builtin-flags.ts';
+import { OptionError, type ServeOptions } from './options.ts';
 import { formatAddress, startServer } from './server.ts';
 import { CommandUsageError, wholeNumber, parseCommandArgs } from './command.ts';
 import { isQueueOp, queueOpCommand } from './queue-commands.ts';
@@ -26,19 +27,7 @@ local domains (--domain) only.
 
 Options:
   --receiver FILE          receiver module (same as the RECEIVER argument)
-  --maildir DIR            built-in Maildir receiver: the directory holding one Maildir
-                           per recipient address (default ./mail)
-  --webhook URL            built-in webhook receiver: POST each message (message/rfc822,
-                           envelope in X-Smtp-Receive-* headers) to URL; 2xx delivers it
-  --webhook-secret SECRET  sign each request: X-Smtp-Receive-Signature, HMAC-SHA256
-                           (visible to other local users in ps: prefer --webhook-secret-file)
-  --webhook-secret-file FILE
-                           the same, the secret read from FILE at start-up (one line)
-  --webhook-timeout MS     time limit of one request (default 30000)
-  --relay HOST[:PORT]      built-in relay: forward each message to this smarthost over SMTP
-                           (port 25 by default); a 5xx fails that recipient for good
-  --relay-timeout MS       time limit of connecting and of each reply (default 60000)
-  --listen HOST:PORT       address to listen on (default 127.0.0.1:2525; [::1]:2525 for IPv6,
+${BUILTIN_USAGE}  --listen HOST:PORT       address to listen on (default 127.0.0.1:2525; [::1]:2525 for IPv6,
                            :2525 for every IPv4 address, 2525 for 127.0.0.1:2525)
   --queue DIR              queue directory (default: the receiver's queueDirectory(), ./queue)
   --domain NAME            a local domain to accept mail for; repeat for more (default localhost)
@@ -153,8 +142,7 @@ export const SERVE_FLAGS = {
   'retry-min': { type: 'string' }, 'retry-max': { type: 'string' }, 'max-lifetime': { type: 'string' },
   'shutdown-grace': { type: 'string' }, 'lock-wait': { type: 'string' }, 'control-group': { type: 'string' },
   'log-format': { type: 'string' }, 'log-level': { type: 'string' }, syslog: { type: 'string' }, 'syslog-facility': { type: 'string' },
-  maildir: { type: 'string' }, webhook: { type: 'string' }, 'webhook-secret': { type: 'string' }, 'webhook-secret-file': { type: 'string' },
-  'webhook-timeout': { type: 'string' }, relay: { type: 'string' }, 'relay-timeout': { type: 'string' },
+  ...BUILTIN_FLAGS,
   'tls-key': { type: 'string' }, 'tls-cert': { type: 'string' }, 'listen-tls': { type: 'string' },
   'require-tls': { type: 'boolean' }, 'allow-insecure-auth': { type: 'boolean' }, 'max-auth-failures': { type: 'string' },
   metrics: { type: 'string' },
@@ -173,11 +161,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
   const listen = v.listen ? parseListen(v.listen) : undefined;
   const listenTls = v['listen-tls'] ? parseListen(v['listen-tls'], '--listen-tls') : undefined;
   const receiverPath = v.receiver ?? positionals[0];
-  const builtin = builtinFromFlags({
-    maildir: v.maildir, webhook: v.webhook, 'webhook-secret': v['webhook-secret'], 'webhook-secret-file': v['webhook-secret-file'],
-    'webhook-timeout': num('webhook-timeout', v['webhook-timeout']), relay: v.relay,
-    'relay-timeout': num('relay-timeout', v['relay-timeout']),
-  }, receiverPath);
+  const builtin = builtinFromFlags(builtinFlagValues(v), receiverPath);
   return {
     receiverPath,
     builtin,
@@ -249,8 +233,7 @@ const FLAG: Record<string, string> = {
   proxyFrom: 'proxy-from', proxyTimeout: 'proxy-timeout',
   logFormat: 'log-format', logLevel: 'log-level', syslogFacility: 'syslog-facility',
   dnsServers: 'dns-servers', authDnsTimeout: 'auth-dns-timeout', authTimeout: 'auth-timeout',
-  'maildir.root': 'maildir', 'webhook.url': 'webhook', 'webhook.secret': 'webhook-secret',
-  'webhook.timeout': 'webhook-timeout', 'relay.host': 'relay', 'relay.port': 'relay', 'relay.timeout': 'relay-timeout',
+  ...BUILTIN_OPTION_FLAGS,
 };
 
 async function serve(argv: string[]): Promise<void> {

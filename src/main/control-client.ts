@@ -5,6 +5,7 @@
 import { request, type IncomingMessage } from 'node:http';
 import { createInterface } from 'node:readline';
 import type { QueueRecord } from '../core/store.ts';
+import type { RecordedBuiltin } from '../receivers/recorded.ts';
 import { controlSocketPath } from './control-server.ts';
 import type { ListItem } from './listing.ts';
 
@@ -12,6 +13,10 @@ export interface DaemonStatus {
   pid: number;
   queue_dir: string;
   receiver: string | null;
+  /** The built-in receiver it runs, without secrets (null with a module; absent from an older daemon). */
+  builtin?: RecordedBuiltin | null;
+  /** Its hostname (absent from an older daemon). */
+  hostname?: string;
   messages: number;
 }
 

@@ -3,7 +3,7 @@
  * socket, so queue commands — and `curl --unix-socket` — reach the one process
  * that owns the queue instead of opening its LMDB environment themselves.
  *
- *   GET  /status                       {"pid", "queue_dir", "receiver", "messages"}
+ *   GET  /status                       {"pid", "queue_dir", "receiver", "builtin", "hostname", "messages"}
  *   GET  /queue[?id=ID…][&bodies=1]    JSON Lines: {"record": …, "body": base64?} or {"missing": ID},
  *                                      then {"end": true}
  *   POST /flush                        {} → {"changed": [], "missing": [], "busy": [], "unchanged": []}
@@ -23,6 +23,7 @@ import { isId } from '../core/id.ts';
 import { log } from '../core/log.ts';
 import { deleteMessages, flush, hold, release, requeue, type OpResult } from '../core/queue-ops.ts';
 import type { QueueStore } from '../core/store.ts';
+import type { RecordedBuiltin } from '../receivers/recorded.ts';
 import { drained } from './drain.ts';
 import { storeItems } from './listing.ts';
 
@@ -48,6 +49,10 @@ export interface ControlTarget {
   queueDir: string;
   store: QueueStore;
   receiverPath: string | undefined;
+  /** The built-in receiver it runs (as the queue records it: no secrets), when there is no module. */
+  builtin: RecordedBuiltin | undefined;
+  /** Its hostname (a command that runs the receiver itself, showqueue's isDelivered, configures it the same). */
+  hostname: string;
   /** One delivery pass (due messages, or these ids); undefined when the receiver has no deliver(). */
   runPass: ((ids: string[] | undefined) => Promise<unknown>) | undefined;
   /** Something was made due now: look for it. */
@@ -117,7 +122,10 @@ async function route(t: ControlTarget, req: IncomingMessage, res: ServerResponse
   const path = url.pathname.replace(/\/+$/, '') || '/';
   const op = path.slice(1);
   if (req.method === 'GET' && path === '/status') {
-    sendJson(res, 200, { pid: process.pid, queue_dir: t.queueDir, receiver: t.receiverPath ?? null, messages: t.store.count() });
+    sendJson(res, 200, {
+      pid: process.pid, queue_dir: t.queueDir, receiver: t.receiverPath ?? null, builtin: t.builtin ?? null, hostname: t.hostname,
+      messages: t.store.count(),
+    });
   } else if (req.method === 'GET' && path === '/queue') {
     await list(t, url, req, res);
   } else if (req.method === 'POST' && (op === 'flush' || Object.hasOwn(OPS, op))) {

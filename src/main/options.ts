@@ -1,10 +1,8 @@
 /** Options of `serve`: one typed object, checked once at start-up with errors that name the option. */
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import type { BuiltinReceiver } from '../receivers/index.ts';
 import { envLogLevel, isLogLevel, type LogLevel } from '../core/log.ts';
-import { CommandUsageError } from './command.ts';
 import { resolveTls, type ResolvedTls, type TlsServeOptions } from './tls-options.ts';
 import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, type MetricsAddress } from './metrics/address.ts';
 import { checkProxyFrom } from './proxy-from.ts';
@@ -252,66 +250,4 @@ function checkDnsServer(v: string): string {
     throw new OptionError('dnsServers', `expected IP or IP:PORT (e.g. 127.0.0.1:53, [::1]:53 or ::1), got ${JSON.stringify(v)}`);
   }
   return v;
-}
-
-/** The flags of `serve` that choose and configure a built-in receiver. */
-export interface BuiltinFlags {
-  maildir?: string;
-  webhook?: string;
-  'webhook-secret'?: string;
-  /** A file holding the secret (not visible in `ps` as --webhook-secret is). */
-  'webhook-secret-file'?: string;
-  'webhook-timeout'?: number;
-  relay?: string;
-  'relay-timeout'?: number;
-}
-
-/**
- * The built-in receiver the flags ask for (undefined: none asked for). They
- * choose one receiver, so they do not go with a receiver module, nor with one
- * another; a flag that configures one (--webhook-secret) chooses it too, and
- * the receiver's own check then asks for what is missing (--webhook: missing).
- */
-export function builtinFromFlags(f: BuiltinFlags, receiverModule: string | undefined): BuiltinReceiver | undefined {
-  const given = (Object.keys(f) as Array<keyof BuiltinFlags>).filter((k) => f[k] !== undefined).map((k) => `--${k}`);
-  if (given.length === 0) return undefined;
-  if (receiverModule) {
-    throw new CommandUsageError(`${given.join(', ')}: built-in receiver flags do not go with a receiver module (${receiverModule}); configure the module instead`);
-  }
-  const kinds = [
-    f.maildir !== undefined && '--maildir',
-    (f.webhook ?? f['webhook-secret'] ?? f['webhook-secret-file'] ?? f['webhook-timeout']) !== undefined && '--webhook',
-    (f.relay ?? f['relay-timeout']) !== undefined && '--relay',
-  ].filter((k): k is string => !!k);
-  if (kinds.length > 1) throw new CommandUsageError(`${given.join(', ')}: choose one built-in receiver (${kinds.join(' or ')}), not several`);
-  if (kinds[0] === '--maildir') return { kind: 'maildir', options: { root: f.maildir } };
-  if (kinds[0] === '--webhook') {
-    const secret = f['webhook-secret-file'] === undefined ? f['webhook-secret'] : secretFromFile(f['webhook-secret-file'], f['webhook-secret']);
-    return { kind: 'webhook', options: { url: f.webhook!, secret, timeout: f['webhook-timeout'] } };
-  }
-  const target = f.relay === undefined ? undefined : parseRelayTarget(f.relay);
-  return { kind: 'relay', options: { host: target?.host!, port: target?.port, timeout: f['relay-timeout'] } };
-}
-
-/** `--webhook-secret-file FILE`: the secret is the file's text without its trailing line end. Read once at start-up. */
-function secretFromFile(file: string, alsoGiven: string | undefined): string {
-  if (alsoGiven !== undefined) throw new CommandUsageError('--webhook-secret, --webhook-secret-file: give the secret one way, not both');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CommandUsageError(`--webhook-secret-file: cannot read ${file}: ${(err as Error).message}`);
-  }
-  const secret = text.replace(/\r?\n$/, '');
-  if (secret.length === 0) throw new CommandUsageError(`--webhook-secret-file: ${file} is empty`);
-  return secret;
-}
-
-/** `--relay HOST`, `HOST:PORT` or `[IPv6]:PORT`. */
-export function parseRelayTarget(v: string): { host: string; port?: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+))(?::(\d{1,5}))?$/.exec(v);
-  if (!m || (m[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535))) {
-    throw new CommandUsageError(`--relay: expected HOST or HOST:PORT (e.g. smtp.example.net:587 or [::1]:2525), got ${JSON.stringify(v)}`);
-  }
-  return { host: m[1] ?? m[2]!, port: m[3] === undefined ? undefined : Number(m[3]) };
 }

@@ -19,6 +19,7 @@ import { reverseResolver } from './lookup.ts';
 import { proxyMatcher } from './proxy-from.ts';
 import { OptionError, resolveOptions, type ResolvedOptions, type ServeOptions } from './options.ts';
 import { ReceiverOptionError } from '../receivers/options.ts';
+import { recordBuiltin } from '../receivers/recorded.ts';
 import { WorkerPool } from './pool.ts';
 import { authSettings } from './auth-options.ts';
 import { QueueRunner } from './runner.ts';
@@ -119,7 +120,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     const started = pool;
     undo.push(() => started.close());
     await pool.ready();
-    await store.recordReceiver(receiverPath);
+    // what a runqueue with no daemon delivers with: this module, or this built-in (its settings, not its secrets)
+    const recorded = builtin && recordBuiltin(builtin);
+    await store.recordReceiver(receiverPath, { builtin: recorded, hostname: opts.hostname });
     const runnerOptions = {
       retry: { minDelay: opts.retryMin, maxDelay: opts.retryMax, maxLifetime: opts.maxLifetime },
       deliverTimeout: opts.deliverTimeout,
@@ -133,7 +136,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     }
     const live = runner;
     control = await startControl({
-      queueDir, store, receiverPath,
+      queueDir, store, receiverPath, builtin: recorded, hostname: opts.hostname,
       runPass: canDeliver ? (ids) => deliveryPass(opened, started, runnerOptions, ids, passes) : undefined,
       wake: () => live?.wake(),
     }, { group: opts.controlGroup });

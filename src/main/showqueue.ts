@@ -5,29 +5,34 @@
  */
 import type { Writable } from 'node:stream';
 import { isId } from '../core/id.ts';
-import { createReceiver, overrides } from '../core/load.ts';
+import { overrides } from '../core/load.ts';
 import { Message } from '../core/message.ts';
 import type { Receiver } from '../core/receiver.ts';
 import type { QueueRecord, QueueStore } from '../core/store.ts';
 import { drained } from './drain.ts';
 import { storeItems, type ListItem } from './listing.ts';
-import { findReceiver } from './find-receiver.ts';
+import { createFound, findReceiver } from './find-receiver.ts';
+import { BUILTIN_FLAGS, BUILTIN_USAGE, builtinFlagValues, builtinFromFlags } from './builtin-flags.ts';
+import type { RecordedReceiver } from '../core/receiver-record.ts';
+import type { BuiltinReceiver } from '../receivers/index.ts';
 import { footer, heading, jsonEntry, layoutFor, mailqEntry, type ListedMessage } from './mailq.ts';
 import { CommandUsageError, queueDirFlag, parseCommandArgs } from './command.ts';
 import { withQueue } from './queue-access.ts';
 
-export const SHOWQUEUE_USAGE = `Usage: smtp-receive showqueue [--receiver FILE] [--queue DIR] [--json [--bodies]] [ids...]
+export const SHOWQUEUE_USAGE = `Usage: smtp-receive showqueue [--receiver FILE | built-in flags] [--queue DIR] [--json [--bodies]] [ids...]
 
 List the queue like Postfix's mailq (or, with --json, like postqueue -j: one
-JSON object per line). The receiver's isDelivered marks recipients that are done.
-While serve runs, the listing comes through its control socket (QUEUE/control.sock).
+JSON object per line). The receiver's isDelivered marks recipients that are done
+(the built-in Maildir receiver: those whose copy is in their Maildir). While serve
+runs, the listing comes through its control socket (QUEUE/control.sock).
 
 Options:
-  --receiver FILE   receiver module (default: the one serve recorded in the queue)
-  --queue DIR       queue directory (default ./queue)
-  --json            JSON Lines instead of text
-  --bodies          with --json: add body_b64, the stored message bytes
-  -h, --help        show this help
+  --receiver FILE          receiver module (default: the one serve recorded in the queue,
+                           a module or a built-in receiver with its settings)
+${BUILTIN_USAGE}  --queue DIR              queue directory (default ./queue)
+  --json                   JSON Lines instead of text
+  --bodies                 with --json: add body_b64, the stored message bytes
+  -h, --help               show this help
 `;
 
 export interface ShowOptions {
@@ -99,7 +104,7 @@ export function showQueue(store: QueueStore, out: Writable, o: ShowOptions = {})
 export async function showqueueCommand(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
   const parsed = parseCommandArgs(argv, {
         receiver: { type: 'string' }, queue: { type: 'string' }, json: { type: 'boolean' },
-        bodies: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        bodies: { type: 'boolean' }, ...BUILTIN_FLAGS, help: { type: 'boolean', short: 'h' },
       });
   const { values: v, positionals: ids } = parsed;
   if (v.help) {
@@ -108,12 +113,13 @@ export async function showqueueCommand(argv: string[], out = process.stdout, err
   }
   if (v.bodies && !v.json) throw new CommandUsageError('--bodies goes with --json');
   for (const id of ids) if (!isId(id)) throw new CommandUsageError(`${JSON.stringify(id)} is not a queue id`);
+  const builtin = builtinFromFlags(builtinFlagValues(v), v.receiver);
   const queueDir = queueDirFlag(v.queue);
   out.on('error', () => out.destroy()); // EPIPE: the reader is gone; write() notices and stops
   const options = { json: v.json, bodies: v.bodies, ids: ids.length ? ids : undefined };
   let missing: string[];
   try {
-    missing = await listQueue(queueDir, out, { ...options, receiverPath: v.receiver, say: (line) => err.write(`smtp-receive: ${line}\n`) });
+    missing = await listQueue(queueDir, out, { ...options, receiverPath: v.receiver, builtin, say: (line) => err.write(`smtp-receive: ${line}\n`) });
   } catch (e) {
     if (e instanceof OutputClosed) return 0;
     throw e;
@@ -125,6 +131,8 @@ export async function showqueueCommand(argv: string[], out = process.stdout, err
 export interface ListQueueOptions extends Omit<ShowOptions, 'receiver'> {
   /** Receiver whose isDelivered marks recipients done; default: the one serve recorded (or runs). */
   receiverPath?: string;
+  /** A built-in receiver instead (as runQueue's `builtin`). */
+  builtin?: BuiltinReceiver;
   /** Where to say which receiver is used when it was not given. */
   say?: (line: string) => void;
 }
@@ -136,11 +144,14 @@ export interface ListQueueOptions extends Omit<ShowOptions, 'receiver'> {
  */
 export function listQueue(queueDir: string, out: Writable, o: ListQueueOptions = {}): Promise<string[]> {
   return withQueue(queueDir, 'showqueue', async (a) => {
-    const recorded = a.via === 'daemon' ? a.status.receiver ?? undefined : a.store.recordedReceiver();
-    const found = findReceiver(o.receiverPath, recorded, o.say ?? (() => {}));
+    const recorded: RecordedReceiver = a.via === 'daemon'
+      ? { module: a.status.receiver ?? undefined, builtin: a.status.builtin ?? undefined, hostname: a.status.hostname }
+      : a.store.recordedSetup();
+    // a listing sends nothing: a recorded webhook's secret is not needed
+    const found = findReceiver({ module: o.receiverPath, builtin: o.builtin, secretsOptional: true }, recorded, o.say ?? (() => {}));
     let receiver: Receiver | undefined;
-    if (found.path) {
-      const r = await createReceiver(found.path, { domains: ['localhost'], queueDir, hostname: 'localhost' });
+    if (found.path || found.builtin) {
+      const r = await createFound(found, { domains: ['localhost'], queueDir, hostname: recorded.hostname ?? 'localhost' });
       if (overrides(r, 'isDelivered')) receiver = r;
     }
     const show = { ...o, receiver };

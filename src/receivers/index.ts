@@ -11,8 +11,11 @@ import type { WebhookOptions } from './webhook.ts';
 export type BuiltinReceiver =
   /** Each recipient's copy into a Maildir under a root (what `serve` runs by default). */
   | { kind: 'maildir'; options?: MaildirOptions }
-  /** POST each message to a URL. */
-  | { kind: 'webhook'; options: WebhookOptions }
+  /**
+   * POST each message to a URL. `secretFile`: the file `options.secret` was read from
+   * (--webhook-secret-file); the queue records this path, never the secret (./recorded.ts).
+   */
+  | { kind: 'webhook'; options: WebhookOptions; secretFile?: string }
   /** Forward each message to a smarthost over SMTP. */
   | { kind: 'relay'; options: RelayOptions }
   /** The base Receiver: accepts mail for the local domains, delivers nothing (messages stay queued). */
