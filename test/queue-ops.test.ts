@@ -256,6 +256,17 @@ describe('queue operations as functions: a leased message is busy and left alone
     });
   }
 
+  it('a delivered message whose removal waits for a commit (updateLater) is missing, not busy', async () => {
+    const gone = await store.update((await enqueueTest(store, { to: ['d@localhost'], time: NOW - 1000 })).msg.id,
+      (x) => ({ ...x, lease: { owner: 'runner', until: NOW + 60_000 } }));
+    // the runner's removal of a delivered message: it joins the next commit, or commits within 20 ms
+    const removed = store.updateLater(id(gone!), (r) => (r.lease?.owner === 'runner' ? null : undefined));
+    const r = await deleteMessages(store, [id(gone!)], NOW);
+    assert.deepEqual(r.missing, [id(gone!)], 'written first, then looked for');
+    assert.deepEqual(r.busy, []);
+    assert.equal(await removed, null);
+  });
+
   it('an expired lease is no claim: hold goes ahead and drops it; release makes the message due', async () => {
     assert.deepEqual((await hold(store, [id(expired)], NOW)).changed, [id(expired)]);
     const held = store.get(id(expired))!;

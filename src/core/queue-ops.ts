@@ -25,6 +25,9 @@ const BATCH = 1000;
 async function apply(store: QueueStore, ids: string[] | 'ALL', change: Change, now: number): Promise<OpResult> {
   const result: OpResult = { changed: [], missing: [], busy: [], unchanged: [] };
   const removedFiles: string[] = [];
+  // attempts' outcomes waiting for a commit to join (QueueStore.updateLater) are written first: a message
+  // just delivered is gone (missing), not busy, and one just deferred is changed in its new state
+  await store.flushLater();
   store.refresh();
   const all = ids === 'ALL' ? [...store.ids()] : [...new Set(ids)];
   for (let i = 0; i < all.length; i += BATCH) {

@@ -121,6 +121,8 @@ async function route(t: ControlTarget, req: IncomingMessage, res: ServerResponse
   const url = new URL(req.url ?? '/', 'http://localhost');
   const path = url.pathname.replace(/\/+$/, '') || '/';
   const op = path.slice(1);
+  // what a command sees includes the delivery outcomes waiting for a commit to join (a delivered message is gone)
+  await t.store.flushLater();
   if (req.method === 'GET' && path === '/status') {
     sendJson(res, 200, {
       pid: process.pid, queue_dir: t.queueDir, receiver: t.receiverPath ?? null, builtin: t.builtin ?? null, hostname: t.hostname,
