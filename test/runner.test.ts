@@ -3,9 +3,10 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { QueueStore } from '../src/core/store.ts';
+import type { QueueRecord, QueueStore } from '../src/core/store.ts';
+import type { DeliverItem } from '../src/core/tasks.ts';
 import { WorkerPool } from '../src/main/pool.ts';
 import { QueueRunner, type RunnerOptions } from '../src/main/runner.ts';
 import { enqueueTest } from './helpers/enqueue.ts';
@@ -204,18 +205,25 @@ describe('queue runner: attempts go to the pool in batches', () => {
   });
 });
 
+/** A rig whose worker sees DELIVER_GATE (a worker thread copies process.env when it starts): the gate@ files. */
+async function gatedRig(): Promise<{ r: Rig; gate: string }> {
+  const gate = join(await mkdtemp(join(tmpdir(), 'smtp-receive-gate-')), 'gate');
+  process.env.DELIVER_GATE = gate;
+  // a time limit far away: the worker's report just before it plays no part here
+  return { r: await rig(FLAKY, { deliverTimeout: 120_000 }), gate };
+}
+
 describe('queue runner: a slow attempt does not hold its batch-mates', () => {
   let r: Rig;
-  // a time limit far away: the worker's report just before it plays no part here
-  before(async () => { r = await rig(FLAKY, { deliverTimeout: 120_000 }); });
+  let gate: string;
+  before(async () => { ({ r, gate } = await gatedRig()); });
   after(async () => {
     delete process.env.DELIVER_GATE;
     await r.close();
+    await rm(dirname(gate), { recursive: true, force: true });
   });
 
   it('the quick ones of a task are delivered and removed while the slow one still runs', async () => {
-    const gate = join(r.dir, 'open-the-gate');
-    process.env.DELIVER_GATE = gate; // read by the fixture in the worker, at each poll
     const ok = await Promise.all([0, 1, 2].map(() => enqueueTest(r.store, { to: ['ok@localhost'], time: r.clock.now })));
     const slow = await enqueueTest(r.store, { to: ['gate@localhost'], time: r.clock.now });
     const tasksBefore = r.pool.stats().completed;
@@ -229,5 +237,35 @@ describe('queue runner: a slow attempt does not hold its batch-mates', () => {
     assert.equal(r.store.has(slow.msg.id), false);
     const lines = await r.log();
     for (const m of [...ok, slow]) assert.equal(lines.filter((l) => l.startsWith(`${m.msg.id} `)).length, 1, 'each attempted once');
+  });
+});
+
+describe('worker pool: a check a client waits for goes ahead of the deliveries waiting', () => {
+  let r: Rig;
+  let gate: string;
+  before(async () => { ({ r, gate } = await gatedRig()); });
+  after(async () => {
+    delete process.env.DELIVER_GATE;
+    await r.close();
+    await rm(dirname(gate), { recursive: true, force: true });
+  });
+
+  it('one worker busy with a delivery, another delivery waiting: a ping (like predeliver) runs before it', async () => {
+    const item = (rec: QueueRecord): DeliverItem => ({ message: rec.msg, storage: rec.storage, head: rec.head, delivered: [], attempts: 0 });
+    const first = await enqueueTest(r.store, { to: ['gate@localhost'], time: r.clock.now });
+    const second = await enqueueTest(r.store, { to: ['gate2@localhost'], time: r.clock.now });
+    const d1 = r.pool.run({ kind: 'deliver', items: [item(first)], batch: 'b1', reportAt: 0 }, 120_000);
+    const d2 = r.pool.run({ kind: 'deliver', items: [item(second)], batch: 'b2', reportAt: 0 }, 120_000);
+    await until(async () => (await r.log()).some((l) => l.startsWith(first.msg.id)), 'the first delivery to start', 30_000);
+    const ping = r.pool.run({ kind: 'ping' }, 120_000);
+    assert.equal(r.pool.queueSize, 2, 'the second delivery and the ping wait');
+    await writeFile(gate, ''); // the first ends; its worker takes the ping, not the second delivery (which would wait for gate.2)
+    let timer: NodeJS.Timeout | undefined;
+    const first_ = await Promise.race([ping.then(() => 'ping'), new Promise((res) => { timer = setTimeout(() => res('the second delivery'), 30_000); })]);
+    clearTimeout(timer);
+    assert.equal(first_, 'ping');
+    await writeFile(`${gate}.2`, '');
+    assert.ok((await d1).ok);
+    assert.ok((await d2).ok);
   });
 });

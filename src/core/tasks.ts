@@ -90,7 +90,7 @@ export interface DeliverTask {
   kind: 'deliver';
   items: DeliverItem[];
   batch: string;
-  /** Date.now() at which to report each outcome at once (a little before the task's time limit, which counts from its sending). */
+  /** Date.now() at which to report each outcome at once: a little before the task's time limit (set by the pool when a worker takes the task). */
   reportAt: number;
 }
 

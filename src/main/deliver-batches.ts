@@ -76,10 +76,8 @@ export class DeliveryBatcher {
       this.listen();
       this.open.set(id, batch);
     }
-    // the worker reports each outcome at once from a little before the limit, while it still can
-    const reportAt = Date.now() + this.timeoutMs - Math.min(1000, this.timeoutMs / 10);
     this.inFlight++;
-    const result = await this.pool.run({ kind: 'deliver', items: batch.map((w) => w.item), batch: id, reportAt }, this.timeoutMs);
+    const result = await this.pool.run({ kind: 'deliver', items: batch.map((w) => w.item), batch: id, reportAt: 0 }, this.timeoutMs); // reportAt: set by the pool when a worker takes it
     this.inFlight--;
     this.open.delete(id);
     for (const [i, w] of batch.entries()) {

@@ -48,14 +48,38 @@ class TaskDeadline {
   }
 }
 
+interface Job {
+  task: Task;
+  timeoutMs: number;
+  queuedAt: number;
+  resolve: (result: ResultOf[Task['kind']] | PoolFailure) => void;
+  /** performance.now() by which a task a client waits for must end, its wait included. */
+  deadlineAt?: number;
+  /** Its time limit while it waits (those tasks only). */
+  waiting?: NodeJS.Timeout;
+}
+
+function timedOut(task: Task, timeoutMs: number): PoolFailure {
+  return { ok: false, pool: 'timeout', error: `${task.kind} ran past its time limit of ${timeoutMs} ms` };
+}
+
 export class WorkerPool {
   private readonly pool: Piscina<Task, unknown>;
   readonly size: number;
   /** Workers that have loaded the receiver module and take tasks (a replaced worker is not, until loaded). */
   private ready_ = 0;
+  private readonly maxQueue: number;
+  /** Tasks waiting for a worker: checks a client waits for, then the rest. */
+  private readonly urgent: Job[] = [];
+  private readonly later: Job[] = [];
+  /** Tasks handed to Piscina and not answered: at most one per worker. */
+  private running = 0;
+  /** ms the tasks handed to Piscina waited here first. */
+  private waited = 0;
 
   constructor(setup: WorkerSetup, options: PoolOptions = {}) {
     this.size = options.size ?? availableParallelism();
+    this.maxQueue = options.maxQueue ?? 256;
     receiveWorkerLogs();
     this.pool = new Piscina<Task, unknown>({
       filename: WORKER,
@@ -63,7 +87,8 @@ export class WorkerPool {
       maxThreads: this.size,
       // a fixed pool: with Piscina's defaults idle threads are torn down and re-created
       idleTimeout: 2 ** 31 - 1,
-      maxQueue: options.maxQueue ?? 256,
+      // tasks wait in run() until a worker is free: Piscina's queue holds only a task whose worker is being replaced
+      maxQueue: 'auto',
       workerData: setup,
     });
     // a worker that fails to start (bad receiver module) is reported per task, not as a crash
@@ -73,20 +98,62 @@ export class WorkerPool {
     this.pool.on('workerDestroy', () => { this.ready_--; });
   }
 
-  /** Runs a task within `timeoutMs`; a late task's worker is terminated (and replaced). */
-  async run<T extends Task>(task: T, timeoutMs: number): Promise<ResultOf[T['kind']] | PoolFailure> {
-    if (this.pool.queueSize >= this.pool.options.maxQueue) {
-      return { ok: false, pool: 'busy', error: 'worker queue is full' };
+  /**
+   * Runs a task within `timeoutMs`, counted from when a worker takes it; a
+   * late task's worker is terminated (and replaced). Tasks wait here, not in
+   * Piscina, for a worker: a `predeliver` check (a client is waiting for its
+   * reply) or a `ping` goes ahead of the deliveries waiting, and its limit
+   * counts its wait (the client's); the limit of the others does not.
+   */
+  run<T extends Task>(task: T, timeoutMs: number): Promise<ResultOf[T['kind']] | PoolFailure> {
+    if (this.urgent.length + this.later.length >= this.maxQueue) {
+      return Promise.resolve({ ok: false, pool: 'busy', error: 'worker queue is full' });
     }
+    return new Promise((resolve) => {
+      const job: Job = { task, timeoutMs, queuedAt: performance.now(), resolve: resolve as Job['resolve'] };
+      if (task.kind === 'predeliver' || task.kind === 'ping') {
+        // a client waits for this one: its limit counts the wait too (a 451 rather than no reply)
+        job.deadlineAt = job.queuedAt + timeoutMs;
+        job.waiting = setTimeout(() => {
+          this.urgent.splice(this.urgent.indexOf(job), 1);
+          resolve(timedOut(task, timeoutMs));
+        }, timeoutMs);
+        this.urgent.push(job);
+      } else {
+        this.later.push(job);
+      }
+      this.next();
+    });
+  }
+
+  /** Hands waiting tasks to Piscina while a worker is free for them, the urgent ones first. */
+  private next(): void {
+    while (this.running < this.size) {
+      const job = this.urgent.shift() ?? this.later.shift();
+      if (!job) return;
+      this.running++;
+      clearTimeout(job.waiting);
+      this.waited += performance.now() - job.queuedAt;
+      void this.start(job).then((result) => {
+        this.running--;
+        job.resolve(result);
+        this.next();
+      });
+    }
+  }
+
+  private async start(job: Job): Promise<ResultOf[Task['kind']] | PoolFailure> {
+    const { task } = job;
+    const timeoutMs = job.deadlineAt === undefined ? job.timeoutMs : Math.max(1, Math.round(job.deadlineAt - performance.now()));
+    // a delivery batch reports each outcome at once from a little before its limit (src/workers/deliver-batch.ts)
+    if (task.kind === 'deliver') task.reportAt = Date.now() + timeoutMs - Math.min(1000, timeoutMs / 10);
     const deadline = new TaskDeadline();
     const timer = setTimeout(() => deadline.expire(new Error(`${task.kind} ran past its time limit of ${timeoutMs} ms`)), timeoutMs);
     try {
-      return (await this.pool.run(task, { signal: deadline as unknown as AbortSignal })) as ResultOf[T['kind']];
+      return (await this.pool.run(task, { signal: deadline as unknown as AbortSignal })) as ResultOf[Task['kind']];
     } catch (err) {
       const e = err as Error;
-      if (deadline.aborted) {
-        return { ok: false, pool: 'timeout', error: `${task.kind} ran past its time limit of ${timeoutMs} ms` };
-      }
+      if (deadline.aborted) return timedOut(task, job.timeoutMs);
       if (/queue is at limit|No task queue available/i.test(e.message)) {
         return { ok: false, pool: 'busy', error: 'worker queue is full' };
       }
@@ -117,7 +184,7 @@ export class WorkerPool {
 
   /** Tasks waiting for a worker. */
   get queueSize(): number {
-    return this.pool.queueSize;
+    return this.urgent.length + this.later.length + this.pool.queueSize;
   }
 
   /** For metrics and readiness: workers ready, and Piscina's run and wait time totals. */
@@ -130,7 +197,7 @@ export class WorkerPool {
     const runs = (h as unknown as { histogram?: { runTimeCount?: number } }).histogram?.runTimeCount ?? completed;
     return {
       size: this.size, ready: this.ready_, queueSize: this.pool.queueSize, completed,
-      busySeconds: total(h.runTime, runs), waitSeconds: total(h.waitTime, runs),
+      busySeconds: total(h.runTime, runs), waitSeconds: this.waited / 1000 + total(h.waitTime, runs),
     };
   }
 
