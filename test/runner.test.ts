@@ -206,22 +206,23 @@ describe('queue runner: attempts go to the pool in batches', () => {
 });
 
 /** A rig whose worker sees DELIVER_GATE (a worker thread copies process.env when it starts): the gate@ files. */
-async function gatedRig(): Promise<{ r: Rig; gate: string }> {
+async function gatedRig(): Promise<Rig & { gate: string }> {
   const gate = join(await mkdtemp(join(tmpdir(), 'smtp-receive-gate-')), 'gate');
   process.env.DELIVER_GATE = gate;
   // a time limit far away: the worker's report just before it plays no part here
-  return { r: await rig(FLAKY, { deliverTimeout: 120_000 }), gate };
-}
-
-describe('queue runner: a slow attempt does not hold its batch-mates', () => {
-  let r: Rig;
-  let gate: string;
-  before(async () => { ({ r, gate } = await gatedRig()); });
-  after(async () => {
+  const r = await rig(FLAKY, { deliverTimeout: 120_000 });
+  const close = async (): Promise<void> => {
     delete process.env.DELIVER_GATE;
     await r.close();
     await rm(dirname(gate), { recursive: true, force: true });
-  });
+  };
+  return { ...r, gate, close };
+}
+
+describe('queue runner: a slow attempt does not hold its batch-mates', () => {
+  let r: Rig & { gate: string };
+  before(async () => { r = await gatedRig(); });
+  after(async () => { await r?.close(); });
 
   it('the quick ones of a task are delivered and removed while the slow one still runs', async () => {
     const ok = await Promise.all([0, 1, 2].map(() => enqueueTest(r.store, { to: ['ok@localhost'], time: r.clock.now })));
@@ -230,7 +231,7 @@ describe('queue runner: a slow attempt does not hold its batch-mates', () => {
     const pass = r.runner.runOnce();
     await until(() => ok.every((m) => !r.store.has(m.msg.id)), 'the quick ones to be removed while gate@ waits', 30_000);
     assert.ok(r.store.get(slow.msg.id)?.lease, 'gate@ is still being attempted');
-    await writeFile(gate, '');
+    await writeFile(r.gate, '');
     const s = await pass;
     assert.equal(s.delivered, 4);
     assert.equal(r.pool.stats().completed - tasksBefore, 1, 'all four went out in one task');
@@ -241,14 +242,9 @@ describe('queue runner: a slow attempt does not hold its batch-mates', () => {
 });
 
 describe('worker pool: a check a client waits for goes ahead of the deliveries waiting', () => {
-  let r: Rig;
-  let gate: string;
-  before(async () => { ({ r, gate } = await gatedRig()); });
-  after(async () => {
-    delete process.env.DELIVER_GATE;
-    await r.close();
-    await rm(dirname(gate), { recursive: true, force: true });
-  });
+  let r: Rig & { gate: string };
+  before(async () => { r = await gatedRig(); });
+  after(async () => { await r?.close(); });
 
   it('one worker busy with a delivery, another delivery waiting: a ping (like predeliver) runs before it', async () => {
     const item = (rec: QueueRecord): DeliverItem => ({ message: rec.msg, storage: rec.storage, head: rec.head, delivered: [], attempts: 0 });
@@ -259,12 +255,12 @@ describe('worker pool: a check a client waits for goes ahead of the deliveries w
     await until(async () => (await r.log()).some((l) => l.startsWith(first.msg.id)), 'the first delivery to start', 30_000);
     const ping = r.pool.run({ kind: 'ping' }, 120_000);
     assert.equal(r.pool.queueSize, 2, 'the second delivery and the ping wait');
-    await writeFile(gate, ''); // the first ends; its worker takes the ping, not the second delivery (which would wait for gate.2)
+    await writeFile(r.gate, ''); // the first ends; its worker takes the ping, not the second delivery (which would wait for gate.2)
     let timer: NodeJS.Timeout | undefined;
     const first_ = await Promise.race([ping.then(() => 'ping'), new Promise((res) => { timer = setTimeout(() => res('the second delivery'), 30_000); })]);
     clearTimeout(timer);
     assert.equal(first_, 'ping');
-    await writeFile(`${gate}.2`, '');
+    await writeFile(`${r.gate}.2`, '');
     assert.ok((await d1).ok);
     assert.ok((await d2).ok);
   });
