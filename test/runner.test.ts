@@ -264,4 +264,23 @@ describe('worker pool: a check a client waits for goes ahead of the deliveries w
     assert.ok((await d1).ok);
     assert.ok((await d2).ok);
   });
+
+  it('closing the pool ends the tasks still waiting for a worker (they would wait for ever)', async () => {
+    const g = await gatedRig(); // a pool of its own, to close here
+    try {
+      const item = (rec: QueueRecord): DeliverItem => ({ message: rec.msg, storage: rec.storage, head: rec.head, delivered: [], attempts: 0 });
+      const busy = await enqueueTest(g.store, { to: ['gate@localhost'], time: g.clock.now });
+      const next = await enqueueTest(g.store, { to: ['ok@localhost'], time: g.clock.now });
+      const running = g.pool.run({ kind: 'deliver', items: [item(busy)], batch: 'c1', reportAt: 0 }, 120_000);
+      const waiting = g.pool.run({ kind: 'deliver', items: [item(next)], batch: 'c2', reportAt: 0 }, 120_000);
+      await until(async () => (await g.log()).some((l) => l.startsWith(busy.msg.id)), 'the first delivery to start', 30_000);
+      await g.pool.close();
+      const w = await waiting;
+      assert.equal(w.ok, false);
+      assert.match(!w.ok ? w.error : '', /closed before a worker took it/);
+      assert.equal((await running).ok, false, 'the running one is cut short');
+    } finally {
+      await g.close().catch(() => {});
+    }
+  });
 });

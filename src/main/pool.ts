@@ -206,6 +206,11 @@ export class WorkerPool {
    * Callers wait for what they want to finish first (the runner's shutdown grace).
    */
   async close(): Promise<void> {
+    // the tasks still waiting for a worker end as Piscina ends its own queued ones
+    for (const job of [...this.urgent.splice(0), ...this.later.splice(0)]) {
+      clearTimeout(job.waiting);
+      job.resolve({ ok: false, pool: 'crashed', error: `${job.task.kind}: the worker pool was closed before a worker took it` });
+    }
     await this.pool.destroy();
   }
 }
