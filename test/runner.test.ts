@@ -205,6 +205,9 @@ describe('queue runner: attempts go to the pool in batches', () => {
   });
 });
 
+/** A queued message as one attempt of a delivery task, for tasks sent to the pool directly. */
+const item = (rec: QueueRecord): DeliverItem => ({ message: rec.msg, storage: rec.storage, head: rec.head, delivered: [], attempts: 0 });
+
 /** A rig whose worker sees DELIVER_GATE (a worker thread copies process.env when it starts): the gate@ files. */
 async function gatedRig(): Promise<Rig & { gate: string }> {
   const gate = join(await mkdtemp(join(tmpdir(), 'smtp-receive-gate-')), 'gate');
@@ -247,7 +250,6 @@ describe('worker pool: a check a client waits for goes ahead of the deliveries w
   after(async () => { await r?.close(); });
 
   it('one worker busy with a delivery, another delivery waiting: a ping (like predeliver) runs before it', async () => {
-    const item = (rec: QueueRecord): DeliverItem => ({ message: rec.msg, storage: rec.storage, head: rec.head, delivered: [], attempts: 0 });
     const first = await enqueueTest(r.store, { to: ['gate@localhost'], time: r.clock.now });
     const second = await enqueueTest(r.store, { to: ['gate2@localhost'], time: r.clock.now });
     const d1 = r.pool.run({ kind: 'deliver', items: [item(first)], batch: 'b1', reportAt: 0 }, 120_000);
@@ -268,7 +270,6 @@ describe('worker pool: a check a client waits for goes ahead of the deliveries w
   it('closing the pool ends the tasks still waiting for a worker (they would wait for ever)', async () => {
     const g = await gatedRig(); // a pool of its own, to close here
     try {
-      const item = (rec: QueueRecord): DeliverItem => ({ message: rec.msg, storage: rec.storage, head: rec.head, delivered: [], attempts: 0 });
       const busy = await enqueueTest(g.store, { to: ['gate@localhost'], time: g.clock.now });
       const next = await enqueueTest(g.store, { to: ['ok@localhost'], time: g.clock.now });
       const running = g.pool.run({ kind: 'deliver', items: [item(busy)], batch: 'c1', reportAt: 0 }, 120_000);
