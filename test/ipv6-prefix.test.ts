@@ -8,13 +8,12 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import * as pp from 'proxy-protocol-js';
-import { on, type ConnectionRefusedEvent } from '../src/core/events.ts';
 import { parseServeArgs } from '../src/main/cli.ts';
 import { clientKey, formatIPv6, parseIPv6 } from '../src/main/client-key.ts';
 import { OptionError, resolveOptions } from '../src/main/options.ts';
 import { startTestServer, type TestServer } from '../src/testing.ts';
 import { runCli } from './helpers/cli.ts';
-import { until } from './helpers/logs.ts';
+import { refusals, until } from './helpers/logs.ts';
 import { RawClient } from './helpers/smtp.ts';
 
 /** Whether this machine can listen on the IPv6 loopback (a container may have no IPv6 at all). */
@@ -23,15 +22,6 @@ const ipv6Loopback = await new Promise<boolean>((resolve) => {
   probe.once('error', () => resolve(false));
   probe.listen(0, '::1', () => probe.close(() => resolve(true)));
 });
-
-/** The connectionRefused events published while the calling suite runs. */
-function refusals(): ConnectionRefusedEvent[] {
-  const seen: ConnectionRefusedEvent[] = [];
-  let off = (): void => {};
-  before(() => { off = on('connectionRefused', (e) => seen.push(e)); });
-  after(() => off());
-  return seen;
-}
 
 const perRange = (range: string): string => `421 4.7.0 Too many connections from ${range}, try again later`;
 const perAddress = '421 4.7.0 Too many connections from your address, try again later';

@@ -8,15 +8,15 @@
  * test/proxy-haproxy.test.ts does it behind a real HAProxy.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import * as pp from 'proxy-protocol-js';
-import { on, type ConnectionRefusedEvent } from '../src/core/events.ts';
 import { parseServeArgs } from '../src/main/cli.ts';
 import { checkProxyFrom, proxyMatcher } from '../src/main/proxy-from.ts';
 import { resolveOptions } from '../src/main/options.ts';
 import { looksLikeProxyHeader, parseProxyHeader } from '../src/patch/proxy-header.ts';
 import { startTestServer, type TestServer } from '../src/testing.ts';
 import { runCli } from './helpers/cli.ts';
+import { refusals } from './helpers/logs.ts';
 import { storedMessage } from './helpers/queue.ts';
 import { RawClient, queuedId } from './helpers/smtp.ts';
 
@@ -34,15 +34,6 @@ const v2inet6 = (src: number[], dst: number[], sport: number, dport: number): Bu
 /** 2001:db8::5 */
 const DOC6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
 const LOOP6 = [...Array(15).fill(0), 1];
-
-/** The connectionRefused events published while the calling suite runs. */
-function refusals(): ConnectionRefusedEvent[] {
-  const seen: ConnectionRefusedEvent[] = [];
-  let off = (): void => {};
-  before(() => { off = on('connectionRefused', (e) => seen.push(e)); });
-  after(() => off());
-  return seen;
-}
 
 function servers() {
   const started: TestServer[] = [];

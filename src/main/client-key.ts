@@ -9,7 +9,11 @@
  *
  * A small parser of our own rather than node:net: BlockList can test whether
  * an address is in a range, but nothing in Node names the range an address is
- * in, which is the key here and the text of the refusal.
+ * in, which is the key here and the text of the refusal. Nor ipaddr.js (2.4.0,
+ * tried): it reads the IPv4-compatible `::192.0.2.7` as the mapped
+ * `::ffff:192.0.2.7`, and breaks RFC 5952's tie between two zero runs on the
+ * wrong side (`0:0:1::1:0:1` for `::1:0:0:1:0:1`). test/ipv6-prefix.test.ts
+ * checks ours against the WHATWG URL serializer.
  */
 import { isIPv4, isIPv6 } from 'node:net';
 

@@ -1,4 +1,6 @@
-/** Reading log lines in tests: the traffic the logs tests send, and a bounded wait. */
+/** Reading log lines and events in tests: the traffic the logs tests send, and a bounded wait. */
+import { after, before } from 'node:test';
+import { on, type ConnectionRefusedEvent } from '../../src/core/events.ts';
 import { RawClient, queuedId } from './smtp.ts';
 
 export const BODY = 'Subject: hi\r\n\r\nhello\r\n';
@@ -9,6 +11,15 @@ export const BODY = 'Subject: hi\r\n\r\nhello\r\n';
  */
 export function jsonLines<T>(text: string): T[] {
   return text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean).map((l) => JSON.parse(l) as T);
+}
+
+/** The connectionRefused events published while the calling suite runs. */
+export function refusals(): ConnectionRefusedEvent[] {
+  const seen: ConnectionRefusedEvent[] = [];
+  let off = (): void => {};
+  before(() => { off = on('connectionRefused', (e) => seen.push(e)); });
+  after(() => off());
+  return seen;
 }
 
 /** Waits (polling, at most `ms`) until `check` is true. */
